@@ -1,0 +1,119 @@
+//! The background snapshot writer: at most one pending snapshot per aggregate, a bounded
+//! number of writes at once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{Semaphore, watch};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::{Snapshot, SnapshotStore};
+
+/// Queues snapshot writes. Clones share the queue.
+#[derive(Clone, Debug)]
+pub(crate) struct BackgroundWriter {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<dyn SnapshotStore>,
+    /// One entry per aggregate with a task running; `Some` is the next snapshot to write.
+    slots: Mutex<HashMap<Uuid, Option<Snapshot>>>,
+    /// Snapshots queued or being written.
+    pending: watch::Sender<usize>,
+    permits: Semaphore,
+}
+
+impl BackgroundWriter {
+    pub(crate) fn new(store: Arc<dyn SnapshotStore>, max_concurrent: usize) -> Self {
+        BackgroundWriter {
+            inner: Arc::new(Inner {
+                store,
+                slots: Mutex::new(HashMap::new()),
+                pending: watch::Sender::new(0),
+                permits: Semaphore::new(max_concurrent.max(1)),
+            }),
+        }
+    }
+
+    /// Queues a snapshot. A snapshot still queued for the same aggregate is replaced.
+    /// Returns `false` (and writes nothing) when called outside a Tokio runtime.
+    pub(crate) fn schedule(&self, snapshot: Snapshot) -> bool {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return false;
+        };
+        let id = snapshot.aggregate_id;
+        let mut slots = self.inner.slots.lock().unwrap_or_else(|e| e.into_inner());
+        match slots.get_mut(&id) {
+            Some(next) => {
+                if next.replace(snapshot).is_none() {
+                    self.inner.pending.send_modify(|n| *n += 1);
+                } else {
+                    tracing::debug!(aggregate_id = %id, "replaced a queued snapshot with a newer one");
+                }
+            }
+            None => {
+                slots.insert(id, Some(snapshot));
+                self.inner.pending.send_modify(|n| *n += 1);
+                let inner = Arc::clone(&self.inner);
+                handle.spawn(inner.run(id).instrument(
+                    tracing::debug_span!("eventsource.background_snapshot", aggregate_id = %id),
+                ));
+            }
+        }
+        true
+    }
+
+    /// Snapshots queued or being written.
+    pub(crate) fn pending(&self) -> usize {
+        *self.inner.pending.borrow()
+    }
+
+    /// Waits until nothing is queued or being written; returns how many were pending.
+    pub(crate) async fn wait_idle(&self) -> usize {
+        let count = self.pending();
+        let mut rx = self.inner.pending.subscribe();
+        // The sender lives in `inner`, which `self` keeps alive: this cannot fail.
+        let _ = rx.wait_for(|n| *n == 0).await;
+        count
+    }
+}
+
+impl Inner {
+    async fn run(self: Arc<Self>, id: Uuid) {
+        loop {
+            // The semaphore is never closed.
+            let Ok(_permit) = self.permits.acquire().await else {
+                return;
+            };
+            let next = {
+                let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+                match slots.get_mut(&id).and_then(Option::take) {
+                    Some(snapshot) => snapshot,
+                    None => {
+                        slots.remove(&id);
+                        return;
+                    }
+                }
+            };
+            match self.store.save(&next).await {
+                Ok(()) => tracing::debug!(
+                    aggregate_type = %next.aggregate_type,
+                    aggregate_id = %id,
+                    version = next.version,
+                    "background snapshot written"
+                ),
+                Err(error) => tracing::warn!(
+                    aggregate_type = %next.aggregate_type,
+                    aggregate_id = %id,
+                    version = next.version,
+                    %error,
+                    "background snapshot failed; loads replay from events until the next one"
+                ),
+            }
+            self.pending.send_modify(|n| *n -= 1);
+        }
+    }
+}

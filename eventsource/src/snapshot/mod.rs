@@ -1,0 +1,146 @@
+//! Snapshots: a cached copy of an aggregate's state at a version.
+//!
+//! Snapshots are an optimisation only. Events stay the truth: a snapshot that is
+//! missing, older than the events, of another schema version or undecodable makes the
+//! repository replay the stream in full and log why, never fail.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+
+pub(crate) mod background;
+mod memory;
+mod strategy;
+
+pub use memory::InMemorySnapshotStore;
+pub use strategy::{EveryNEvents, Never, SnapshotContext, SnapshotStrategy};
+
+/// An aggregate's state captured at a version.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    /// The aggregate's id.
+    pub aggregate_id: Uuid,
+    /// The aggregate's type.
+    pub aggregate_type: String,
+    /// The version of the last event folded into `state`.
+    pub version: u64,
+    /// The schema version of the state's JSON form when it was taken.
+    pub schema_version: u32,
+    /// The state as JSON text.
+    pub state: String,
+    /// When the snapshot was taken.
+    pub created_at: DateTime<Utc>,
+}
+
+impl Snapshot {
+    /// The state parsed as a JSON value, for inspection.
+    pub fn state_json(&self) -> serde_json::Result<serde_json::Value> {
+        serde_json::from_str(&self.state)
+    }
+}
+
+/// A store of at most one snapshot per aggregate (type and id).
+///
+/// Every implementation obeys the same rules (checked by the conformance suite):
+/// [`save`](Self::save) is an upsert that never replaces a snapshot with one of a lower
+/// version, and aggregate types are kept apart even when ids are equal.
+#[async_trait]
+pub trait SnapshotStore: Send + Sync + fmt::Debug {
+    /// Stores the snapshot unless one with a higher version is already stored
+    /// (an equal version is replaced).
+    async fn save(&self, snapshot: &Snapshot) -> Result<()>;
+
+    /// The snapshot of this aggregate, if any.
+    async fn get(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<Option<Snapshot>>;
+
+    /// Deletes the snapshot of this aggregate; `true` if there was one.
+    async fn delete(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<bool>;
+
+    /// `true` if a snapshot of this aggregate is stored.
+    async fn exists(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<bool>;
+
+    /// Deletes every snapshot of a type, or only those whose schema version is strictly
+    /// below `schema_version_below`; returns how many were deleted.
+    async fn delete_by_type(
+        &self,
+        aggregate_type: &str,
+        schema_version_below: Option<u32>,
+    ) -> Result<u64>;
+}
+
+/// When the repository writes the snapshots its strategy asks for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum SnapshotMode {
+    /// Written before `save` returns: the next load is sure to find it.
+    #[default]
+    Sync,
+    /// Written by a background task: `save` returns as soon as the events are stored.
+    Background,
+    /// Never automatic: only [`create_snapshot`](crate::AggregateRepository::create_snapshot).
+    Manual,
+}
+
+impl SnapshotMode {
+    /// The mode's name as written in `#[snapshot(mode = "...")]`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SnapshotMode::Sync => "sync",
+            SnapshotMode::Background => "background",
+            SnapshotMode::Manual => "manual",
+        }
+    }
+}
+
+impl fmt::Display for SnapshotMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SnapshotMode {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "sync" => Ok(SnapshotMode::Sync),
+            "background" => Ok(SnapshotMode::Background),
+            "manual" => Ok(SnapshotMode::Manual),
+            other => Err(Error::invalid_input(format!(
+                "unknown snapshot mode `{other}`, expected one of \"sync\", \"background\", \"manual\""
+            ))),
+        }
+    }
+}
+
+/// When and how an aggregate type is snapshotted: a strategy deciding when, and a mode
+/// deciding how the snapshot is written.
+#[derive(Clone, Debug)]
+pub struct SnapshotPolicy {
+    /// Decides after each save whether to take a snapshot.
+    pub strategy: Arc<dyn SnapshotStrategy>,
+    /// How the snapshot is written.
+    pub mode: SnapshotMode,
+}
+
+impl SnapshotPolicy {
+    /// A policy with this strategy and mode.
+    pub fn new(strategy: impl SnapshotStrategy + 'static, mode: SnapshotMode) -> Self {
+        SnapshotPolicy {
+            strategy: Arc::new(strategy),
+            mode,
+        }
+    }
+}
+
+impl Default for SnapshotPolicy {
+    /// No automatic snapshots, synchronous writes for manual ones.
+    fn default() -> Self {
+        SnapshotPolicy::new(Never, SnapshotMode::Sync)
+    }
+}

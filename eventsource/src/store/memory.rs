@@ -1,0 +1,180 @@
+//! [`InMemoryEventStore`]: an event store in process memory, for tests and prototypes.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{EventStore, EventVisitor, ExpectedVersion};
+use crate::error::{Error, Result};
+use crate::event::{EventRef, NewEvent, RecordedEvent};
+
+/// An event store kept in memory. Clones share the same events.
+///
+/// It enforces exactly the rules of the durable stores (conflicts, duplicate ids, order),
+/// so tests written against it hold on SQLite and PostgreSQL.
+#[derive(Clone, Debug, Default)]
+pub struct InMemoryEventStore {
+    inner: Arc<RwLock<Log>>,
+}
+
+#[derive(Debug, Default)]
+struct Log {
+    events: Vec<Stored>,
+    streams: HashMap<(String, Uuid), Vec<usize>>,
+    ids: HashSet<Uuid>,
+}
+
+#[derive(Debug)]
+struct Stored {
+    event_id: Uuid,
+    aggregate_type: String,
+    aggregate_id: Uuid,
+    version: u64,
+    event_type: String,
+    event_version: u32,
+    payload: String,
+    metadata: String,
+    occurred_at: DateTime<Utc>,
+}
+
+impl Stored {
+    fn as_ref(&self, index: usize) -> EventRef<'_> {
+        EventRef {
+            position: index as u64 + 1,
+            event_id: self.event_id,
+            aggregate_type: &self.aggregate_type,
+            aggregate_id: self.aggregate_id,
+            version: self.version,
+            event_type: &self.event_type,
+            event_version: self.event_version,
+            payload: &self.payload,
+            metadata: &self.metadata,
+            occurred_at: self.occurred_at,
+        }
+    }
+}
+
+impl InMemoryEventStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The number of events stored, all streams together.
+    pub fn len(&self) -> usize {
+        self.read().events.len()
+    }
+
+    /// `true` when no event is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Log> {
+        // A panic while holding the lock cannot leave the log half-written: every write
+        // is validated before anything is pushed.
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[async_trait]
+impl EventStore for InMemoryEventStore {
+    async fn append(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<u64> {
+        let mut log = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let key = (aggregate_type.to_owned(), aggregate_id);
+        let current = log.streams.get(&key).map_or(0, |s| s.len() as u64);
+        if let ExpectedVersion::Exact(v) = expected {
+            if v != current {
+                return Err(Error::Conflict {
+                    aggregate_type: aggregate_type.to_owned(),
+                    aggregate_id,
+                    expected,
+                    actual: current,
+                });
+            }
+        }
+        let mut batch = HashSet::with_capacity(events.len());
+        for e in events {
+            if log.ids.contains(&e.event_id) || !batch.insert(e.event_id) {
+                return Err(Error::DuplicateEventId {
+                    aggregate_type: aggregate_type.to_owned(),
+                    aggregate_id,
+                    event_id: e.event_id,
+                });
+            }
+        }
+        let mut version = current;
+        let mut positions = Vec::with_capacity(events.len());
+        for e in events {
+            version += 1;
+            positions.push(log.events.len());
+            log.ids.insert(e.event_id);
+            log.events.push(Stored {
+                event_id: e.event_id,
+                aggregate_type: aggregate_type.to_owned(),
+                aggregate_id,
+                version,
+                event_type: e.event_type.clone(),
+                event_version: e.event_version,
+                payload: e.payload.clone(),
+                metadata: e.metadata.to_json(),
+                occurred_at: e.occurred_at,
+            });
+        }
+        log.streams.entry(key).or_default().extend(positions);
+        Ok(version)
+    }
+
+    async fn read_stream(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        from_version: u64,
+        visit: &mut EventVisitor<'_>,
+    ) -> Result<u64> {
+        let log = self.read();
+        let Some(stream) = log.streams.get(&(aggregate_type.to_owned(), aggregate_id)) else {
+            return Ok(0);
+        };
+        let skip = from_version.saturating_sub(1) as usize;
+        let mut visited = 0;
+        for &index in stream.iter().skip(skip) {
+            visit(log.events[index].as_ref(index))?;
+            visited += 1;
+        }
+        Ok(visited)
+    }
+
+    async fn stream_version(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+    ) -> Result<Option<u64>> {
+        let log = self.read();
+        Ok(log
+            .streams
+            .get(&(aggregate_type.to_owned(), aggregate_id))
+            .map(|s| s.len() as u64))
+    }
+
+    async fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
+        let log = self.read();
+        let start = from_position.saturating_sub(1) as usize;
+        log.events
+            .iter()
+            .enumerate()
+            .skip(start)
+            .take(limit)
+            .map(|(i, e)| e.as_ref(i).to_recorded())
+            .collect()
+    }
+}

@@ -1,0 +1,1 @@
+//! Compile-error tests: see `tests/ui.rs`.
