@@ -1,9 +1,25 @@
+//! Derive macros of the `eventsource` crate: `#[derive(DomainEvent)]` and
+//! `#[derive(Aggregate)]`. See the `eventsource` crate for their documentation.
+
+mod aggregate;
+mod attr;
+mod ctxt;
+mod event;
+mod symbol;
+
 use proc_macro::TokenStream;
+use syn::{DeriveInput, parse_macro_input};
+
+/// Derives `eventsource::DomainEvent` for an enum of newtype variants.
 #[proc_macro_derive(DomainEvent, attributes(event))]
-pub fn derive_domain_event(_input: TokenStream) -> TokenStream {
-    TokenStream::new()
+pub fn derive_domain_event(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    event::expand(&input).into()
 }
+
+/// Derives `eventsource::Aggregate` for a state type.
 #[proc_macro_derive(Aggregate, attributes(aggregate, snapshot))]
-pub fn derive_aggregate(_input: TokenStream) -> TokenStream {
-    TokenStream::new()
+pub fn derive_aggregate(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    aggregate::expand(&input).into()
 }

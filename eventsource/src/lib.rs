@@ -108,4 +108,44 @@ pub mod __private {
     pub use serde_json;
 
     pub use crate::snapshot::{EveryNEvents, Never};
+
+    /// The state's snapshot JSON; the bound reads as advice when `Serialize` is missing.
+    pub fn to_snapshot_json<T: SnapshotSerialize>(state: &T) -> serde_json::Result<String> {
+        state.__to_json()
+    }
+
+    /// The state from snapshot JSON; the bound reads as advice when `Deserialize` is missing.
+    pub fn from_snapshot_json<T: SnapshotDeserialize>(json: &str) -> serde_json::Result<T> {
+        T::__from_json(json)
+    }
+
+    #[diagnostic::on_unimplemented(
+        message = "aggregate state `{Self}` cannot be snapshotted: it does not implement `serde::Serialize`",
+        label = "snapshots store this state as JSON",
+        note = "add `#[derive(serde::Serialize, serde::Deserialize)]` to `{Self}`"
+    )]
+    pub trait SnapshotSerialize {
+        fn __to_json(&self) -> serde_json::Result<String>;
+    }
+
+    impl<T: serde::Serialize> SnapshotSerialize for T {
+        fn __to_json(&self) -> serde_json::Result<String> {
+            serde_json::to_string(self)
+        }
+    }
+
+    #[diagnostic::on_unimplemented(
+        message = "aggregate state `{Self}` cannot be restored from a snapshot: it does not implement `serde::Deserialize`",
+        label = "snapshots store this state as JSON",
+        note = "add `#[derive(serde::Serialize, serde::Deserialize)]` to `{Self}`"
+    )]
+    pub trait SnapshotDeserialize: Sized {
+        fn __from_json(json: &str) -> serde_json::Result<Self>;
+    }
+
+    impl<T: serde::de::DeserializeOwned> SnapshotDeserialize for T {
+        fn __from_json(json: &str) -> serde_json::Result<Self> {
+            serde_json::from_str(json)
+        }
+    }
 }

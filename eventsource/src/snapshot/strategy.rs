@@ -53,6 +53,12 @@ impl EveryNEvents {
         if n == 0 { None } else { Some(EveryNEvents(n)) }
     }
 
+    /// For `#[snapshot(threshold = N)]`, which the derive has already checked to be non-zero.
+    #[doc(hidden)]
+    pub const fn __from_attribute(n: u64) -> Self {
+        EveryNEvents(if n == 0 { 1 } else { n })
+    }
+
     /// The threshold.
     pub const fn get(self) -> u64 {
         self.0

@@ -1,0 +1,167 @@
+//! Parsing of attribute values, shared by both derives.
+
+use proc_macro2::Span;
+use quote::ToTokens;
+use syn::meta::ParseNestedMeta;
+use syn::{Expr, ExprLit, Lit, LitStr};
+
+use crate::ctxt::Ctxt;
+use crate::symbol::{Symbol, list};
+
+/// One attribute key's value; a second occurrence is reported on its own span.
+pub struct Attr<'c, T> {
+    cx: &'c Ctxt,
+    attr: &'static str,
+    name: Symbol,
+    value: Option<T>,
+}
+
+impl<'c, T> Attr<'c, T> {
+    pub fn none(cx: &'c Ctxt, attr: &'static str, name: Symbol) -> Self {
+        Attr {
+            cx,
+            attr,
+            name,
+            value: None,
+        }
+    }
+
+    pub fn set<S: ToTokens>(&mut self, spanned: S, value: T) {
+        if self.value.is_some() {
+            self.cx.error_spanned_by(
+                spanned,
+                format!(
+                    "duplicate key `{}` in #[{}(...)]; remove one of them",
+                    self.name, self.attr
+                ),
+            );
+        } else {
+            self.value = Some(value);
+        }
+    }
+
+    pub fn get(self) -> Option<T> {
+        self.value
+    }
+}
+
+/// The literal after `key =`, or an error telling what literal was expected.
+fn lit(meta: &ParseNestedMeta<'_>, attr: &str, key: Symbol) -> syn::Result<Lit> {
+    let expr: Expr = meta.value()?.parse()?;
+    match expr {
+        Expr::Lit(ExprLit { lit, .. }) => Ok(lit),
+        other => Err(syn::Error::new_spanned(
+            other,
+            format!("expected a literal for `{key}` in #[{attr}(...)]"),
+        )),
+    }
+}
+
+/// `key = "text"`.
+pub fn parse_str(meta: &ParseNestedMeta<'_>, attr: &str, key: Symbol) -> syn::Result<LitStr> {
+    match lit(meta, attr, key)? {
+        Lit::Str(s) => Ok(s),
+        other => Err(syn::Error::new_spanned(
+            other,
+            format!("expected a string for `{key}` in #[{attr}(...)], e.g. `{key} = \"...\"`"),
+        )),
+    }
+}
+
+/// `key = 123`: a whole number from 1 to `max`.
+pub fn parse_positive(
+    meta: &ParseNestedMeta<'_>,
+    attr: &str,
+    key: Symbol,
+    max: u64,
+) -> syn::Result<u64> {
+    let expr: Expr = meta.value()?.parse()?;
+    let range = format!("a whole number from 1 to {max}");
+    let int = match expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(int), ..
+        }) => int,
+        Expr::Unary(syn::ExprUnary {
+            op: syn::UnOp::Neg(_),
+            ..
+        }) => {
+            return Err(syn::Error::new_spanned(
+                expr,
+                format!("`{key}` cannot be negative: expected {range}"),
+            ));
+        }
+        other => {
+            return Err(syn::Error::new_spanned(
+                other,
+                format!("expected an integer for `{key}` in #[{attr}(...)], e.g. `{key} = 1`"),
+            ));
+        }
+    };
+    match int.base10_parse::<u64>() {
+        Ok(0) => Err(syn::Error::new(
+            int.span(),
+            format!("`{key}` must be at least 1"),
+        )),
+        Ok(v) if v <= max => Ok(v),
+        _ => Err(syn::Error::new(
+            int.span(),
+            format!(
+                "`{key} = {}` is too large: expected {range}",
+                int.base10_digits()
+            ),
+        )),
+    }
+}
+
+/// The error for a key that the attribute does not accept, with a suggestion.
+pub fn unknown_key(meta: &ParseNestedMeta<'_>, attr: &str, keys: &[Symbol]) -> syn::Error {
+    let got = meta
+        .path
+        .get_ident()
+        .map(ToString::to_string)
+        .unwrap_or_else(|| meta.path.to_token_stream().to_string().replace(' ', ""));
+    let hint = keys
+        .iter()
+        .filter(|k| edit_distance(&got, k.0) <= 2)
+        .min_by_key(|k| edit_distance(&got, k.0))
+        .map(|k| format!("; did you mean `{}`?", k.0))
+        .unwrap_or_default();
+    meta.error(format!(
+        "unknown key `{got}` in #[{attr}(...)], expected {}{hint}",
+        list(keys)
+    ))
+}
+
+/// Skips the rest of a key's input after an error, so parsing can go on.
+pub fn skip_value(meta: &ParseNestedMeta<'_>) {
+    if meta.input.peek(syn::Token![=]) {
+        let _ = meta.value().and_then(|v| v.parse::<Expr>());
+    } else if meta.input.peek(syn::token::Paren) {
+        let _ = meta.parse_nested_meta(|inner| {
+            skip_value(&inner);
+            Ok(())
+        });
+    }
+}
+
+/// Levenshtein distance, for did-you-mean hints.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// A span for errors about a whole attribute.
+pub fn attr_span(attr: &syn::Attribute) -> Span {
+    attr.path()
+        .get_ident()
+        .map_or_else(Span::call_site, |i| i.span())
+}
