@@ -37,14 +37,15 @@ pub trait Aggregate: Default + Clone + Send + Sync + Sized + 'static {
         SnapshotPolicy::default()
     }
 
-    /// A repository for this aggregate with the policy declared by `#[snapshot(...)]`.
+    /// A repository for this aggregate, with the policy declared by `#[snapshot(...)]`.
     ///
-    /// Pass `None` as the snapshot store to replay every load from events.
+    /// For a repository without snapshots use [`AggregateRepository::new`]; to override
+    /// the policy, [`AggregateRepository::builder`].
     fn repository(
         event_store: Arc<dyn EventStore>,
-        snapshot_store: impl Into<Option<Arc<dyn SnapshotStore>>>,
+        snapshot_store: Arc<dyn SnapshotStore>,
     ) -> AggregateRepository<Self> {
-        AggregateRepository::with_stores(event_store, snapshot_store.into())
+        AggregateRepository::with_stores(event_store, Some(snapshot_store))
     }
 }
 

@@ -38,7 +38,7 @@
 //! # async fn main() -> eventsource::Result<()> {
 //! let repo = Account::repository(
 //!     Arc::new(InMemoryEventStore::new()),
-//!     Arc::new(InMemorySnapshotStore::new()) as Arc<dyn SnapshotStore>,
+//!     Arc::new(InMemorySnapshotStore::new()),
 //! );
 //! let id = Uuid::new_v4();
 //! let mut account = repo.create_new(id);
