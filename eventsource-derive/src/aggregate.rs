@@ -249,7 +249,7 @@ fn generate(input: &Input<'_>) -> TokenStream {
                 const TYPE: &'static str = #name;
                 const SCHEMA_VERSION: u32 = #schema_version;
 
-                fn apply(&mut self, event: &Self::Event) {
+                fn apply_event(&mut self, event: &Self::Event) {
                     <#event as ::eventsource::Dispatch<Self>>::dispatch(event, self)
                 }
 

@@ -24,7 +24,7 @@ pub trait Aggregate: Default + Clone + Send + Sync + Sized + 'static {
     const SCHEMA_VERSION: u32;
 
     /// Applies one event to the state. Must not fail: events are facts.
-    fn apply(&mut self, event: &Self::Event);
+    fn apply_event(&mut self, event: &Self::Event);
 
     /// The state as snapshot JSON.
     fn to_snapshot(&self) -> serde_json::Result<String>;

@@ -177,7 +177,7 @@ impl<A: Aggregate> AggregateRoot<A> {
     /// Records one event: applies it and keeps it for the next save.
     pub fn record(&mut self, event: impl Into<A::Event>) {
         let event = event.into();
-        self.state.apply(&event);
+        self.state.apply_event(&event);
         self.version += 1;
         self.uncommitted.push(Uncommitted {
             event,
@@ -198,7 +198,7 @@ impl<A: Aggregate> AggregateRoot<A> {
                 actual: version,
             });
         }
-        self.state.apply(event);
+        self.state.apply_event(event);
         self.version = version;
         Ok(())
     }
