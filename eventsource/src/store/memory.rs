@@ -92,15 +92,15 @@ impl EventStore for InMemoryEventStore {
         let mut log = self.inner.write().unwrap_or_else(|e| e.into_inner());
         let key = (aggregate_type.to_owned(), aggregate_id);
         let current = log.streams.get(&key).map_or(0, |s| s.len() as u64);
-        if let ExpectedVersion::Exact(v) = expected {
-            if v != current {
-                return Err(Error::Conflict {
-                    aggregate_type: aggregate_type.to_owned(),
-                    aggregate_id,
-                    expected,
-                    actual: current,
-                });
-            }
+        if let ExpectedVersion::Exact(v) = expected
+            && v != current
+        {
+            return Err(Error::Conflict {
+                aggregate_type: aggregate_type.to_owned(),
+                aggregate_id,
+                expected,
+                actual: current,
+            });
         }
         let mut batch = HashSet::with_capacity(events.len());
         for e in events {
