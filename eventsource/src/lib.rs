@@ -61,6 +61,7 @@
 mod aggregate;
 mod error;
 pub mod event;
+mod load;
 mod repository;
 mod root;
 pub mod snapshot;
@@ -74,7 +75,7 @@ pub use root::{AggregateRoot, LoadHistory, Uncommitted};
 pub use snapshot::{
     InMemorySnapshotStore, Snapshot, SnapshotMode, SnapshotPolicy, SnapshotStore, SnapshotStrategy,
 };
-pub use store::{EventStore, EventStoreExt, ExpectedVersion, InMemoryEventStore};
+pub use store::{EventStore, EventStoreExt, ExpectedVersion, InMemoryEventStore, LoadVisitor};
 
 /// Derives [`DomainEvent`] for an enum of newtype variants, one per event type.
 ///

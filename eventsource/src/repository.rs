@@ -11,14 +11,15 @@ use uuid::Uuid;
 
 use crate::aggregate::Aggregate;
 use crate::error::{Error, Result};
-use crate::event::{DomainEvent, EventRef, NewEvent};
+use crate::event::{DomainEvent, NewEvent};
+use crate::load::{Loaded, Loader};
 use crate::root::AggregateRoot;
 use crate::snapshot::background::BackgroundWriter;
 use crate::snapshot::{
     EveryNEvents, Snapshot, SnapshotContext, SnapshotMode, SnapshotPolicy, SnapshotStore,
     SnapshotStrategy,
 };
-use crate::store::{EventStore, ExpectedVersion};
+use crate::store::{EventStore, ExpectedVersion, LoadVisitor};
 
 /// Default bound on background snapshot writes running at once.
 pub const DEFAULT_MAX_BACKGROUND_SNAPSHOTS: usize = 4;
@@ -258,17 +259,19 @@ impl<A: Aggregate> AggregateRepository<A> {
         );
         async move {
             let started = Instant::now();
-            let mut root = match self.load_from_snapshot(id).await? {
-                Some(root) => root,
-                None => {
-                    let mut root = AggregateRoot::new(id);
-                    let replayed = self.replay(&mut root, false).await?.unwrap_or_default();
-                    root.history_mut().events_replayed = replayed;
-                    root
+            let mut use_snapshot = true;
+            let mut root = loop {
+                match self.read(id, use_snapshot).await? {
+                    Loaded::Root(root) => break root,
+                    Loaded::SnapshotAhead(version) => {
+                        tracing::warn!(aggregate_type = A::TYPE, aggregate_id = %id,
+                            snapshot_version = version,
+                            "snapshot is beyond the stream's last event; replaying all events");
+                        use_snapshot = false;
+                    }
                 }
             };
-            let history = root.history_mut();
-            history.load_time = started.elapsed();
+            root.history_mut().load_time = started.elapsed();
             let span = Span::current();
             span.record("version", root.version());
             span.record("snapshot_used", root.load_history().loaded_from_snapshot);
@@ -279,101 +282,23 @@ impl<A: Aggregate> AggregateRepository<A> {
         .await
     }
 
-    /// Restores from the snapshot if there is a usable one. `Ok(None)` means: replay in
-    /// full (the reason was logged). Errors are event-store errors only.
-    async fn load_from_snapshot(&self, id: Uuid) -> Result<Option<AggregateRoot<A>>> {
-        let Some(store) = &self.snapshots else {
-            return Ok(None);
-        };
-        let snapshot = match store.get(A::TYPE, id).await {
-            Ok(Some(snapshot)) => snapshot,
-            Ok(None) => return Ok(None),
-            Err(error) => {
-                tracing::warn!(aggregate_type = A::TYPE, aggregate_id = %id, %error,
-                    "snapshot store failed; replaying all events");
-                return Ok(None);
+    /// Reads the aggregate, starting from its snapshot if `use_snapshot` and there is a
+    /// usable one.
+    async fn read(&self, id: Uuid, use_snapshot: bool) -> Result<Loaded<A>> {
+        let mut loader = Loader::<A>::new(id);
+        let read = match &self.snapshots {
+            Some(snapshots) if use_snapshot => {
+                self.events
+                    .read_from_snapshot(snapshots.as_ref(), A::TYPE, id, &mut loader)
+                    .await
+            }
+            _ => {
+                self.events
+                    .read_stream(A::TYPE, id, 1, &mut |e| loader.event(e))
+                    .await
             }
         };
-        if snapshot.schema_version != A::SCHEMA_VERSION {
-            tracing::info!(aggregate_type = A::TYPE, aggregate_id = %id,
-                snapshot_schema = snapshot.schema_version, expected_schema = A::SCHEMA_VERSION,
-                "snapshot schema version mismatch; replaying all events");
-            return Ok(None);
-        }
-        if snapshot.version == 0 {
-            tracing::warn!(aggregate_type = A::TYPE, aggregate_id = %id,
-                "snapshot at version 0 is invalid; replaying all events");
-            return Ok(None);
-        }
-        let state = match A::from_snapshot(&snapshot.state) {
-            Ok(state) => state,
-            Err(error) => {
-                tracing::warn!(aggregate_type = A::TYPE, aggregate_id = %id,
-                    version = snapshot.version, %error,
-                    "snapshot state does not decode; replaying all events");
-                return Ok(None);
-            }
-        };
-        let mut root = AggregateRoot::from_parts(id, snapshot.version, state);
-        // Read from the snapshot's own version: that event must exist, which proves the
-        // stream reaches the snapshot without a second round trip.
-        let Some(replayed) = self.replay(&mut root, true).await? else {
-            tracing::warn!(aggregate_type = A::TYPE, aggregate_id = %id,
-                snapshot_version = snapshot.version,
-                "snapshot is beyond the stream's last event; replaying all events");
-            return Ok(None);
-        };
-        let history = root.history_mut();
-        history.snapshot_version = Some(snapshot.version);
-        history.snapshot_at = Some(snapshot.created_at);
-        history.loaded_from_snapshot = true;
-        history.events_replayed = replayed;
-        Ok(Some(root))
-    }
-
-    /// Applies the stream's events after `root.version()` and returns how many.
-    ///
-    /// With `anchored`, the read starts at `root.version()` itself and that event must
-    /// be there (it is skipped); `Ok(None)` means it was not.
-    async fn replay(&self, root: &mut AggregateRoot<A>, anchored: bool) -> Result<Option<u64>> {
-        let id = root.id();
-        let mut applied = 0;
-        let mut anchor = if anchored {
-            Anchor::Expected(root.version())
-        } else {
-            Anchor::Found
-        };
-        let from_version = root.version() + u64::from(!anchored);
-        let result = self
-            .events
-            .read_stream(A::TYPE, id, from_version, &mut |e: EventRef<'_>| {
-                if let Anchor::Expected(version) = anchor {
-                    if e.version != version {
-                        anchor = Anchor::Missing;
-                        return Err(Error::invalid_input("snapshot anchor missing"));
-                    }
-                    anchor = Anchor::Found;
-                    return Ok(());
-                }
-                let event = A::Event::from_payload(e.event_type, e.event_version, e.payload)
-                    .map_err(|source| Error::EventDecode {
-                        aggregate_type: A::TYPE.to_owned(),
-                        aggregate_id: id,
-                        version: e.version,
-                        event_type: e.event_type.to_owned(),
-                        event_version: e.event_version,
-                        source,
-                    })?;
-                root.apply_stored(e.version, &event)?;
-                applied += 1;
-                Ok(())
-            })
-            .await;
-        match (result, anchor) {
-            (_, Anchor::Missing) | (Ok(_), Anchor::Expected(_)) => Ok(None),
-            (Ok(_), Anchor::Found) => Ok(Some(applied)),
-            (Err(e), _) => Err(e),
-        }
+        loader.finish(read)
     }
 
     /// Stores the aggregate's uncommitted events, then takes a snapshot if the policy
@@ -557,15 +482,4 @@ impl<A: Aggregate> AggregateRepository<A> {
             None => 0,
         }
     }
-}
-
-/// Where a snapshot-anchored replay stands.
-#[derive(Clone, Copy)]
-enum Anchor {
-    /// The event at this version must come first.
-    Expected(u64),
-    /// It came (or no anchor was asked for).
-    Found,
-    /// Another version came first: the snapshot is beyond the stream.
-    Missing,
 }

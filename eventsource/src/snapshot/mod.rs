@@ -72,6 +72,14 @@ pub trait SnapshotStore: Send + Sync + fmt::Debug {
         aggregate_type: &str,
         schema_version_below: Option<u32>,
     ) -> Result<u64>;
+
+    /// The concrete store, so that an event store of the same backend can recognise it
+    /// and read a snapshot and its events in one round trip
+    /// (see [`EventStore::read_from_snapshot`](crate::EventStore::read_from_snapshot)).
+    /// `None` (the default) keeps the generic two-read path.
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
 }
 
 /// When the repository writes the snapshots its strategy asks for.

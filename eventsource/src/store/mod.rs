@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use crate::error::Result;
 use crate::event::{EventRef, NewEvent, RecordedEvent};
+use crate::snapshot::{Snapshot, SnapshotStore};
 
 mod memory;
 
@@ -78,6 +79,40 @@ pub trait EventStore: Send + Sync + fmt::Debug {
 
     /// Up to `limit` events of every stream with `position >= from_position`, in global order.
     async fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>>;
+
+    /// Reads an aggregate's snapshot from `snapshots`, lets `visitor` decide where the
+    /// stream starts, then streams the events from there into `visitor`. Returns how many
+    /// events were visited.
+    ///
+    /// The default does two reads (snapshot, then events). A backend whose snapshots live
+    /// in the same database overrides it to read both in one round trip, recognising its
+    /// sibling store through [`SnapshotStore::as_any`]; it must behave exactly like the
+    /// default.
+    async fn read_from_snapshot(
+        &self,
+        snapshots: &dyn SnapshotStore,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        visitor: &mut dyn LoadVisitor,
+    ) -> Result<u64> {
+        let found = snapshots.get(aggregate_type, aggregate_id).await;
+        let from_version = visitor.snapshot(found);
+        self.read_stream(aggregate_type, aggregate_id, from_version, &mut |e| {
+            visitor.event(e)
+        })
+        .await
+    }
+}
+
+/// Receives what [`EventStore::read_from_snapshot`] reads: the snapshot lookup first,
+/// then the events.
+pub trait LoadVisitor: Send {
+    /// Gets the outcome of the snapshot lookup and returns the version the event stream
+    /// starts at: the snapshot's own version to build on it, `1` to replay everything.
+    fn snapshot(&mut self, found: Result<Option<Snapshot>>) -> u64;
+
+    /// Gets each event from that version on, in version order; an error stops the read.
+    fn event(&mut self, event: EventRef<'_>) -> Result<()>;
 }
 
 /// Conveniences over any [`EventStore`].

@@ -1,0 +1,139 @@
+//! Folding a snapshot and a stream of events into an aggregate root.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::aggregate::Aggregate;
+use crate::error::{Error, Result};
+use crate::event::{DomainEvent, EventRef};
+use crate::root::AggregateRoot;
+use crate::snapshot::Snapshot;
+use crate::store::LoadVisitor;
+
+/// Builds one aggregate root from what the stores hand it.
+pub(crate) struct Loader<A: Aggregate> {
+    root: AggregateRoot<A>,
+    anchor: Anchor,
+    applied: u64,
+    snapshot: Option<(u64, DateTime<Utc>)>,
+}
+
+/// Where a snapshot-anchored read stands.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Anchor {
+    /// The event at this version (the snapshot's) must come first; it is not applied.
+    Expected(u64),
+    /// It came, or no snapshot is used.
+    Found,
+    /// Another version came first, or none: the snapshot is beyond the stream.
+    Missing,
+}
+
+/// What a read produced.
+pub(crate) enum Loaded<A: Aggregate> {
+    Root(AggregateRoot<A>),
+    /// The snapshot claims a version the stream does not reach: replay in full.
+    SnapshotAhead(u64),
+}
+
+impl<A: Aggregate> Loader<A> {
+    pub(crate) fn new(id: Uuid) -> Self {
+        Loader {
+            root: AggregateRoot::new(id),
+            anchor: Anchor::Found,
+            applied: 0,
+            snapshot: None,
+        }
+    }
+
+    /// The outcome of a read that this loader visited.
+    pub(crate) fn finish<T>(self, read: Result<T>) -> Result<Loaded<A>> {
+        match (self.anchor, read) {
+            (Anchor::Missing | Anchor::Expected(_), _) => Ok(Loaded::SnapshotAhead(
+                self.snapshot.map_or(0, |(version, _)| version),
+            )),
+            (Anchor::Found, Err(e)) => Err(e),
+            (Anchor::Found, Ok(_)) => {
+                let mut root = self.root;
+                let history = root.history_mut();
+                history.events_replayed = self.applied;
+                if let Some((version, at)) = self.snapshot {
+                    history.snapshot_version = Some(version);
+                    history.snapshot_at = Some(at);
+                    history.loaded_from_snapshot = true;
+                }
+                Ok(Loaded::Root(root))
+            }
+        }
+    }
+
+    /// Restores from the snapshot if it is usable; logs why not otherwise.
+    fn restore(&mut self, snapshot: Snapshot) -> Option<u64> {
+        let id = self.root.id();
+        if snapshot.schema_version != A::SCHEMA_VERSION {
+            tracing::info!(aggregate_type = A::TYPE, aggregate_id = %id,
+                snapshot_schema = snapshot.schema_version, expected_schema = A::SCHEMA_VERSION,
+                "snapshot schema version mismatch; replaying all events");
+            return None;
+        }
+        if snapshot.version == 0 {
+            tracing::warn!(aggregate_type = A::TYPE, aggregate_id = %id,
+                "snapshot at version 0 is invalid; replaying all events");
+            return None;
+        }
+        match A::from_snapshot(&snapshot.state) {
+            Ok(state) => {
+                self.root = AggregateRoot::from_parts(id, snapshot.version, state);
+                self.anchor = Anchor::Expected(snapshot.version);
+                self.snapshot = Some((snapshot.version, snapshot.created_at));
+                Some(snapshot.version)
+            }
+            Err(error) => {
+                tracing::warn!(aggregate_type = A::TYPE, aggregate_id = %id,
+                    version = snapshot.version, %error,
+                    "snapshot state does not decode; replaying all events");
+                None
+            }
+        }
+    }
+}
+
+impl<A: Aggregate> LoadVisitor for Loader<A> {
+    fn snapshot(&mut self, found: Result<Option<Snapshot>>) -> u64 {
+        match found {
+            Ok(Some(snapshot)) => self.restore(snapshot).unwrap_or(1),
+            Ok(None) => 1,
+            Err(error) => {
+                tracing::warn!(aggregate_type = A::TYPE, aggregate_id = %self.root.id(), %error,
+                    "snapshot store failed; replaying all events");
+                1
+            }
+        }
+    }
+
+    fn event(&mut self, e: EventRef<'_>) -> Result<()> {
+        if let Anchor::Expected(version) = self.anchor {
+            // Reading from the snapshot's own version proves the stream reaches it,
+            // without a second round trip.
+            if e.version != version {
+                self.anchor = Anchor::Missing;
+                return Err(Error::invalid_input("the snapshot's event is missing"));
+            }
+            self.anchor = Anchor::Found;
+            return Ok(());
+        }
+        let event = A::Event::from_payload(e.event_type, e.event_version, e.payload).map_err(
+            |source| Error::EventDecode {
+                aggregate_type: A::TYPE.to_owned(),
+                aggregate_id: e.aggregate_id,
+                version: e.version,
+                event_type: e.event_type.to_owned(),
+                event_version: e.event_version,
+                source,
+            },
+        )?;
+        self.root.apply_stored(e.version, &event)?;
+        self.applied += 1;
+        Ok(())
+    }
+}
