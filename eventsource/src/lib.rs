@@ -62,6 +62,7 @@ mod aggregate;
 mod error;
 pub mod event;
 mod load;
+pub mod migrations;
 mod repository;
 mod root;
 pub mod snapshot;
@@ -76,6 +77,12 @@ pub use snapshot::{
     InMemorySnapshotStore, Snapshot, SnapshotMode, SnapshotPolicy, SnapshotStore, SnapshotStrategy,
 };
 pub use store::{EventStore, EventStoreExt, ExpectedVersion, InMemoryEventStore, LoadVisitor};
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use {snapshot::PostgresSnapshotStore, store::PostgresEventStore};
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use {snapshot::SqliteSnapshotStore, store::SqliteEventStore};
 
 /// Derives [`DomainEvent`] for an enum of newtype variants, one per event type.
 ///

@@ -16,9 +16,19 @@ use crate::error::{Error, Result};
 
 pub(crate) mod background;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 mod strategy;
 
 pub use memory::InMemorySnapshotStore;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use postgres::PostgresSnapshotStore;
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use sqlite::SqliteSnapshotStore;
 pub use strategy::{EveryNEvents, Never, SnapshotContext, SnapshotStrategy};
 
 /// An aggregate's state captured at a version.

@@ -10,8 +10,18 @@ use crate::event::{EventRef, NewEvent, RecordedEvent};
 use crate::snapshot::{Snapshot, SnapshotStore};
 
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "sqlite")]
+pub(crate) mod sqlite;
 
 pub use memory::InMemoryEventStore;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use postgres::PostgresEventStore;
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use sqlite::SqliteEventStore;
 
 /// The stream version a writer expects before its events are appended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -1,0 +1,167 @@
+//! [`PostgresSnapshotStore`]: snapshots in a PostgreSQL database.
+//!
+//! The `snapshots` table is created by
+//! [`migrate_postgres`](crate::migrations::migrate_postgres). The state is `jsonb`, so
+//! snapshots can be inspected and queried in SQL; the text read back is PostgreSQL's
+//! normal form of the JSON saved (same value; key order and spacing may differ).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+use super::{Snapshot, SnapshotStore};
+use crate::error::{Error, Result};
+
+/// A snapshot store in a PostgreSQL database. Clones share the same pool.
+///
+/// Share the pool of a [`PostgresEventStore`](crate::PostgresEventStore):
+/// `PostgresSnapshotStore::new(events.pool().clone())`.
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+#[derive(Clone, Debug)]
+pub struct PostgresSnapshotStore {
+    pool: PgPool,
+}
+
+impl PostgresSnapshotStore {
+    /// A store over this pool. The tables must exist: see
+    /// [`migrate_postgres`](crate::migrations::migrate_postgres).
+    pub fn new(pool: PgPool) -> Self {
+        PostgresSnapshotStore { pool }
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Closes the pool's connections, waiting for the ones in use to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn decode(row: &PgRow, aggregate_type: &str, aggregate_id: Uuid) -> Result<Snapshot> {
+    let corrupt = |message: String| Error::CorruptRow {
+        table: "snapshots",
+        aggregate: format!("{aggregate_type}/{aggregate_id}"),
+        message,
+    };
+    let version: i64 = row
+        .try_get(0)
+        .map_err(|e| corrupt(format!("column version: {e}")))?;
+    let schema_version: i32 = row
+        .try_get(1)
+        .map_err(|e| corrupt(format!("column schema_version: {e}")))?;
+    let state: String = row
+        .try_get(2)
+        .map_err(|e| corrupt(format!("column state: {e}")))?;
+    let created_at: DateTime<Utc> = row
+        .try_get(3)
+        .map_err(|e| corrupt(format!("column created_at: {e}")))?;
+    Ok(Snapshot {
+        aggregate_id,
+        aggregate_type: aggregate_type.to_owned(),
+        version: u64::try_from(version)
+            .map_err(|_| corrupt(format!("negative version {version}")))?,
+        schema_version: u32::try_from(schema_version)
+            .map_err(|_| corrupt(format!("negative schema_version {schema_version}")))?,
+        state,
+        created_at,
+    })
+}
+
+#[async_trait]
+impl SnapshotStore for PostgresSnapshotStore {
+    async fn save(&self, snapshot: &Snapshot) -> Result<()> {
+        let version = i64::try_from(snapshot.version).map_err(|_| {
+            Error::invalid_input(format!(
+                "snapshot version {} does not fit in a bigint",
+                snapshot.version
+            ))
+        })?;
+        let schema_version = i32::try_from(snapshot.schema_version).map_err(|_| {
+            Error::invalid_input(format!(
+                "schema version {} does not fit in an integer column",
+                snapshot.schema_version
+            ))
+        })?;
+        sqlx::query(
+            "INSERT INTO snapshots \
+             (aggregate_id, aggregate_type, version, schema_version, state, created_at) \
+             VALUES ($1, $2, $3, $4, $5::jsonb, $6) \
+             ON CONFLICT (aggregate_id, aggregate_type) DO UPDATE SET \
+             version = EXCLUDED.version, schema_version = EXCLUDED.schema_version, \
+             state = EXCLUDED.state, created_at = EXCLUDED.created_at \
+             WHERE snapshots.version <= EXCLUDED.version",
+        )
+        .bind(snapshot.aggregate_id)
+        .bind(snapshot.aggregate_type.as_str())
+        .bind(version)
+        .bind(schema_version)
+        .bind(snapshot.state.as_str())
+        .bind(snapshot.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(Error::backend)?;
+        Ok(())
+    }
+
+    async fn get(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<Option<Snapshot>> {
+        let row = sqlx::query(
+            "SELECT version, schema_version, state::text, created_at FROM snapshots \
+             WHERE aggregate_id = $1 AND aggregate_type = $2",
+        )
+        .bind(aggregate_id)
+        .bind(aggregate_type)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(Error::backend)?;
+        row.map(|row| decode(&row, aggregate_type, aggregate_id))
+            .transpose()
+    }
+
+    async fn delete(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<bool> {
+        let done =
+            sqlx::query("DELETE FROM snapshots WHERE aggregate_id = $1 AND aggregate_type = $2")
+                .bind(aggregate_id)
+                .bind(aggregate_type)
+                .execute(&self.pool)
+                .await
+                .map_err(Error::backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn exists(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<bool> {
+        let row =
+            sqlx::query("SELECT 1 FROM snapshots WHERE aggregate_id = $1 AND aggregate_type = $2")
+                .bind(aggregate_id)
+                .bind(aggregate_type)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(Error::backend)?;
+        Ok(row.is_some())
+    }
+
+    async fn delete_by_type(
+        &self,
+        aggregate_type: &str,
+        schema_version_below: Option<u32>,
+    ) -> Result<u64> {
+        let query = match schema_version_below {
+            None => {
+                sqlx::query("DELETE FROM snapshots WHERE aggregate_type = $1").bind(aggregate_type)
+            }
+            // Every stored schema version fits in an integer: a bound above that range
+            // deletes them all.
+            Some(below) => sqlx::query(
+                "DELETE FROM snapshots WHERE aggregate_type = $1 AND schema_version < $2",
+            )
+            .bind(aggregate_type)
+            .bind(i64::from(below)),
+        };
+        let done = query.execute(&self.pool).await.map_err(Error::backend)?;
+        Ok(done.rows_affected())
+    }
+}

@@ -1,0 +1,184 @@
+//! [`SqliteSnapshotStore`]: snapshots in a SQLite database.
+//!
+//! The `snapshots` table is created by
+//! [`migrate_sqlite`](crate::migrations::migrate_sqlite). Ids and timestamps are stored
+//! as in the events table (hyphenated text, RFC 3339 with microseconds); the state is
+//! stored as the exact JSON text saved.
+
+use std::path::Path;
+
+use async_trait::async_trait;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqlitePool};
+use uuid::Uuid;
+
+use super::{Snapshot, SnapshotStore};
+use crate::error::{Error, Result};
+use crate::store::sqlite::{format_timestamp, open_pool, parse_timestamp};
+
+/// A snapshot store in a SQLite database. Clones share the same pool.
+///
+/// Share the pool of a [`SqliteEventStore`](crate::SqliteEventStore) to keep events
+/// and snapshots in one file:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> eventsource::Result<()> {
+/// use eventsource::{SnapshotStore, SqliteEventStore, SqliteSnapshotStore};
+///
+/// let events = SqliteEventStore::open(":memory:").await?;
+/// let snapshots = SqliteSnapshotStore::new(events.pool().clone());
+/// assert!(!snapshots.exists("Order", uuid::Uuid::new_v4()).await?);
+/// # Ok(())
+/// # }
+/// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+#[derive(Clone, Debug)]
+pub struct SqliteSnapshotStore {
+    pool: SqlitePool,
+}
+
+impl SqliteSnapshotStore {
+    /// A store over this pool. The tables must exist: see
+    /// [`migrate_sqlite`](crate::migrations::migrate_sqlite).
+    pub fn new(pool: SqlitePool) -> Self {
+        SqliteSnapshotStore { pool }
+    }
+
+    /// Opens a database and creates the tables, as
+    /// [`SqliteEventStore::open`](crate::SqliteEventStore::open) does.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let pool = open_pool(path.as_ref()).await?;
+        crate::migrations::migrate_sqlite(&pool).await?;
+        Ok(SqliteSnapshotStore::new(pool))
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Closes the pool's connections, waiting for the ones in use to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn version_param(snapshot: &Snapshot) -> Result<i64> {
+    i64::try_from(snapshot.version).map_err(|_| {
+        Error::invalid_input(format!(
+            "snapshot version {} does not fit in SQLite",
+            snapshot.version
+        ))
+    })
+}
+
+fn decode(row: &SqliteRow, aggregate_type: &str, aggregate_id: Uuid) -> Result<Snapshot> {
+    let corrupt = |message: String| Error::CorruptRow {
+        table: "snapshots",
+        aggregate: format!("{aggregate_type}/{aggregate_id}"),
+        message,
+    };
+    let version: i64 = row
+        .try_get(0)
+        .map_err(|e| corrupt(format!("column version: {e}")))?;
+    let schema_version: i64 = row
+        .try_get(1)
+        .map_err(|e| corrupt(format!("column schema_version: {e}")))?;
+    let state: String = row
+        .try_get(2)
+        .map_err(|e| corrupt(format!("column state: {e}")))?;
+    let created_at: &str = row
+        .try_get(3)
+        .map_err(|e| corrupt(format!("column created_at: {e}")))?;
+    Ok(Snapshot {
+        aggregate_id,
+        aggregate_type: aggregate_type.to_owned(),
+        version: u64::try_from(version)
+            .map_err(|_| corrupt(format!("negative version {version}")))?,
+        schema_version: u32::try_from(schema_version)
+            .map_err(|_| corrupt(format!("schema_version {schema_version} is out of range")))?,
+        state,
+        created_at: parse_timestamp(created_at).map_err(corrupt)?,
+    })
+}
+
+#[async_trait]
+impl SnapshotStore for SqliteSnapshotStore {
+    async fn save(&self, snapshot: &Snapshot) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO snapshots \
+             (aggregate_id, aggregate_type, version, schema_version, state, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+             ON CONFLICT (aggregate_id, aggregate_type) DO UPDATE SET \
+             version = excluded.version, schema_version = excluded.schema_version, \
+             state = excluded.state, created_at = excluded.created_at \
+             WHERE snapshots.version <= excluded.version",
+        )
+        .bind(snapshot.aggregate_id.to_string())
+        .bind(snapshot.aggregate_type.as_str())
+        .bind(version_param(snapshot)?)
+        .bind(i64::from(snapshot.schema_version))
+        .bind(snapshot.state.as_str())
+        .bind(format_timestamp(snapshot.created_at))
+        .execute(&self.pool)
+        .await
+        .map_err(Error::backend)?;
+        Ok(())
+    }
+
+    async fn get(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<Option<Snapshot>> {
+        let row = sqlx::query(
+            "SELECT version, schema_version, state, created_at FROM snapshots \
+             WHERE aggregate_id = ?1 AND aggregate_type = ?2",
+        )
+        .bind(aggregate_id.to_string())
+        .bind(aggregate_type)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(Error::backend)?;
+        row.map(|row| decode(&row, aggregate_type, aggregate_id))
+            .transpose()
+    }
+
+    async fn delete(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<bool> {
+        let done =
+            sqlx::query("DELETE FROM snapshots WHERE aggregate_id = ?1 AND aggregate_type = ?2")
+                .bind(aggregate_id.to_string())
+                .bind(aggregate_type)
+                .execute(&self.pool)
+                .await
+                .map_err(Error::backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn exists(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<bool> {
+        let row =
+            sqlx::query("SELECT 1 FROM snapshots WHERE aggregate_id = ?1 AND aggregate_type = ?2")
+                .bind(aggregate_id.to_string())
+                .bind(aggregate_type)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(Error::backend)?;
+        Ok(row.is_some())
+    }
+
+    async fn delete_by_type(
+        &self,
+        aggregate_type: &str,
+        schema_version_below: Option<u32>,
+    ) -> Result<u64> {
+        let query = match schema_version_below {
+            None => {
+                sqlx::query("DELETE FROM snapshots WHERE aggregate_type = ?1").bind(aggregate_type)
+            }
+            Some(below) => sqlx::query(
+                "DELETE FROM snapshots WHERE aggregate_type = ?1 AND schema_version < ?2",
+            )
+            .bind(aggregate_type)
+            .bind(i64::from(below)),
+        };
+        let done = query.execute(&self.pool).await.map_err(Error::backend)?;
+        Ok(done.rows_affected())
+    }
+}
