@@ -75,6 +75,7 @@ pub use repository::{AggregateRepository, DEFAULT_MAX_BACKGROUND_SNAPSHOTS, Repo
 pub use root::{AggregateRoot, LoadHistory, Uncommitted};
 pub use snapshot::{
     InMemorySnapshotStore, Snapshot, SnapshotMode, SnapshotPolicy, SnapshotStore, SnapshotStrategy,
+    SnapshotStrategyExt,
 };
 pub use store::{EventStore, EventStoreExt, ExpectedVersion, InMemoryEventStore, LoadVisitor};
 #[cfg(feature = "postgres")]
@@ -115,7 +116,48 @@ pub mod __private {
     pub use serde;
     pub use serde_json;
 
-    pub use crate::snapshot::{EveryNEvents, Never};
+    pub use crate::snapshot::{
+        AllOf, AnyOf, CostlyLoad, EveryNEvents, Never, OnEvents, SnapshotStrategy,
+        TimeSinceSnapshot,
+    };
+
+    /// `#[snapshot(strategy = ...)]`: the bound on `SnapshotStrategy` reads as advice when
+    /// the expression is not a strategy.
+    pub fn user_strategy<S: SnapshotStrategy + 'static>(strategy: S) -> S {
+        strategy
+    }
+
+    /// `true` if `name` is one of `event_types`, or if `event_types` is empty (the
+    /// fallback of a `#[derive(DomainEvent)]` that failed and already reported why).
+    /// Used by the compile-time check of `#[snapshot(on(...))]`.
+    pub const fn has_event_type(event_types: &[&str], name: &str) -> bool {
+        if event_types.is_empty() {
+            return true;
+        }
+        let mut i = 0;
+        while i < event_types.len() {
+            if str_eq(event_types[i], name) {
+                return true;
+            }
+            i += 1;
+        }
+        false
+    }
+
+    const fn str_eq(a: &str, b: &str) -> bool {
+        let (a, b) = (a.as_bytes(), b.as_bytes());
+        if a.len() != b.len() {
+            return false;
+        }
+        let mut i = 0;
+        while i < a.len() {
+            if a[i] != b[i] {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
 
     /// The state's snapshot JSON; the bound reads as advice when `Serialize` is missing.
     pub fn to_snapshot_json<T: SnapshotSerialize>(state: &T) -> serde_json::Result<String> {

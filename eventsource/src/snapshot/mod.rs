@@ -29,7 +29,10 @@ pub use postgres::PostgresSnapshotStore;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::SqliteSnapshotStore;
-pub use strategy::{EveryNEvents, Never, SnapshotContext, SnapshotStrategy};
+pub use strategy::{
+    AllOf, AnyOf, CostlyLoad, EveryNEvents, Never, OnEvents, SnapshotContext, SnapshotStrategy,
+    SnapshotStrategyExt, TimeSinceSnapshot,
+};
 
 /// An aggregate's state captured at a version.
 #[derive(Clone, Debug, PartialEq)]
@@ -152,6 +155,19 @@ impl SnapshotPolicy {
         SnapshotPolicy {
             strategy: Arc::new(strategy),
             mode,
+        }
+    }
+}
+
+impl fmt::Display for SnapshotPolicy {
+    /// The mode, then the strategy: `background: every 100 events or 1h since last
+    /// snapshot`. In manual mode the strategy is not applied, and says so.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let strategy = self.strategy.to_string();
+        match self.mode {
+            SnapshotMode::Manual if strategy == "never" => f.write_str("manual"),
+            SnapshotMode::Manual => write!(f, "manual (not applied: {strategy})"),
+            mode => write!(f, "{mode}: {strategy}"),
         }
     }
 }
