@@ -1,1 +1,158 @@
-//! Shared fixtures of the integration tests.
+//! Shared fixtures of the integration tests, and the conformance suite every store runs.
+//!
+//! [`conformance`] holds the behaviour every [`EventStore`] and [`SnapshotStore`] must
+//! have, written once; [`fixtures`] builds each backend; [`conformance_tests!`] turns the
+//! suite into `#[tokio::test]`s for one backend. A PostgreSQL fixture needs
+//! `DATABASE_URL` (see [`fixtures::database_url`]).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use eventsource::{EventMetadata, EventStore, NewEvent, SnapshotStore};
+use uuid::Uuid;
+
+pub mod conformance;
+pub mod fixtures;
+
+/// The current time, truncated to the microsecond precision every durable store keeps.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// An aggregate type no other test (or earlier run on the same database) uses.
+pub fn unique_type(prefix: &str) -> String {
+    format!("{prefix}-{}", Uuid::new_v4().simple())
+}
+
+/// A new event of this type with a fresh id, a small JSON payload and no metadata.
+pub fn event(event_type: &str) -> NewEvent {
+    let event_id = Uuid::new_v4();
+    NewEvent {
+        event_id,
+        event_type: event_type.to_owned(),
+        event_version: 1,
+        payload: format!(r#"{{"id":"{event_id}","n":1}}"#),
+        metadata: EventMetadata::default(),
+        occurred_at: now(),
+    }
+}
+
+/// `n` new events of type `"Happened"`.
+pub fn events(n: usize) -> Vec<NewEvent> {
+    (0..n).map(|_| event("Happened")).collect()
+}
+
+/// An event store and a snapshot store of one backend, sharing its database.
+pub struct Stores {
+    /// The event store.
+    pub events: Arc<dyn EventStore>,
+    /// The snapshot store.
+    pub snapshots: Arc<dyn SnapshotStore>,
+    close: Option<Closer>,
+    _dir: Option<TempDir>,
+}
+
+enum Closer {
+    Sqlite(eventsource::SqliteEventStore),
+    Postgres(eventsource::PostgresEventStore),
+}
+
+impl Stores {
+    /// Closes the pool (if any); then the temporary directory (if any) is removed.
+    pub async fn close(self) {
+        match &self.close {
+            Some(Closer::Sqlite(store)) => store.close().await,
+            Some(Closer::Postgres(store)) => store.close().await,
+            None => {}
+        }
+    }
+}
+
+/// A directory removed, with its content, when dropped.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Creates a fresh directory under the system's temporary directory.
+    pub fn new() -> std::io::Result<Self> {
+        let path = std::env::temp_dir().join(format!("eventsource-test-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(&path)?;
+        Ok(TempDir(path))
+    }
+
+    /// The directory's path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        // Best effort: a leftover directory in the temp dir harms nobody.
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Generates one `#[tokio::test]` per conformance function, each on a fresh fixture
+/// built by `$fixture` (an `async fn() -> Option<Stores>`; `None` skips the test).
+///
+/// Every function of [`conformance::event_store`] and [`conformance::snapshot_store`]
+/// is listed here: a function missing from this list runs on no backend.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($fixture:path) => {
+        $crate::conformance_tests!(@events $fixture;
+            append_and_read_round_trip,
+            read_from_version,
+            expected_version_conflicts,
+            empty_batch,
+            duplicate_event_ids,
+            large_batch_is_one_transaction,
+            concurrent_appends_with_expected_version,
+            concurrent_appends_with_any_version,
+            read_all_order_and_paging,
+            aggregate_types_are_isolated,
+            awkward_type_names,
+        );
+        $crate::conformance_tests!(@snapshots $fixture;
+            snapshot_round_trip,
+            snapshot_upsert_never_regresses,
+            snapshot_delete_and_exists,
+            snapshot_delete_by_type,
+            snapshot_types_are_isolated,
+            snapshot_awkward_type_names,
+        );
+        $crate::conformance_tests!(@both $fixture;
+            read_from_snapshot,
+        );
+    };
+    (@events $fixture:path; $($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            let Some(stores) = $fixture().await else { return };
+            $crate::conformance::event_store::$name(stores.events.clone()).await;
+            stores.close().await;
+        }
+    )*};
+    (@snapshots $fixture:path; $($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            let Some(stores) = $fixture().await else { return };
+            $crate::conformance::snapshot_store::$name(stores.snapshots.clone()).await;
+            stores.close().await;
+        }
+    )*};
+    (@both $fixture:path; $($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            let Some(stores) = $fixture().await else { return };
+            $crate::conformance::event_store::$name(
+                stores.events.clone(),
+                stores.snapshots.clone(),
+            )
+            .await;
+            stores.close().await;
+        }
+    )*};
+}

@@ -1,0 +1,8 @@
+//! The behaviour every store must have, written once and run against every backend.
+//!
+//! Each function takes a store, exercises one rule and panics (with a message saying
+//! which rule) when the store breaks it. The functions use aggregate types and ids of
+//! their own, so they can share a store, a database and a run with other tests.
+
+pub mod event_store;
+pub mod snapshot_store;

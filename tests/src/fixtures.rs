@@ -1,0 +1,99 @@
+//! One fixture per backend: an event store and a snapshot store ready for a test.
+
+use std::sync::Arc;
+
+use eventsource::{
+    InMemoryEventStore, InMemorySnapshotStore, PostgresEventStore, PostgresSnapshotStore,
+    SqliteEventStore, SqliteSnapshotStore,
+};
+
+use crate::{Closer, Stores, TempDir};
+
+/// The URL that enables the PostgreSQL tests locally.
+pub const EXAMPLE_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable";
+
+/// `DATABASE_URL`, or `None` after saying how to set it.
+///
+/// # Panics
+///
+/// When `CI` is set and `DATABASE_URL` is not: CI must run the PostgreSQL tests, never
+/// skip them.
+pub fn database_url() -> Option<String> {
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => panic!(
+            "CI is set but DATABASE_URL is not: the PostgreSQL tests cannot be skipped in CI \
+             (e.g. DATABASE_URL={EXAMPLE_DATABASE_URL})"
+        ),
+        _ => {
+            eprintln!(
+                "skipping a PostgreSQL test: DATABASE_URL is not set. To run it: \
+                 DATABASE_URL={EXAMPLE_DATABASE_URL} cargo test -p eventsource-tests"
+            );
+            None
+        }
+    }
+}
+
+/// In-memory stores.
+pub async fn memory() -> Option<Stores> {
+    Some(Stores {
+        events: Arc::new(InMemoryEventStore::new()),
+        snapshots: Arc::new(InMemorySnapshotStore::new()),
+        close: None,
+        _dir: None,
+    })
+}
+
+/// Stores in a fresh SQLite file (WAL) in a temporary directory, sharing one pool.
+///
+/// # Panics
+///
+/// When the directory or the database cannot be created.
+pub async fn sqlite_file() -> Option<Stores> {
+    let dir = TempDir::new().expect("create a temporary directory");
+    let events = SqliteEventStore::open(dir.path().join("events.db"))
+        .await
+        .expect("open a SQLite file");
+    Some(sqlite(events, Some(dir)))
+}
+
+/// Stores in a fresh in-memory SQLite database, sharing its single connection.
+///
+/// # Panics
+///
+/// When the database cannot be created.
+pub async fn sqlite_memory() -> Option<Stores> {
+    let events = SqliteEventStore::open(":memory:")
+        .await
+        .expect("open an in-memory SQLite database");
+    Some(sqlite(events, None))
+}
+
+fn sqlite(events: SqliteEventStore, dir: Option<TempDir>) -> Stores {
+    Stores {
+        snapshots: Arc::new(SqliteSnapshotStore::new(events.pool().clone())),
+        events: Arc::new(events.clone()),
+        close: Some(Closer::Sqlite(events)),
+        _dir: dir,
+    }
+}
+
+/// Stores in the PostgreSQL database of `DATABASE_URL` (migrated), or `None` when it is
+/// not set. Tests share the database: each uses aggregate types of its own.
+///
+/// # Panics
+///
+/// When the database cannot be reached or migrated, or as [`database_url`] says.
+pub async fn postgres() -> Option<Stores> {
+    let url = database_url()?;
+    let events = PostgresEventStore::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("connect to PostgreSQL at {url}: {e}"));
+    Some(Stores {
+        snapshots: Arc::new(PostgresSnapshotStore::new(events.pool().clone())),
+        events: Arc::new(events.clone()),
+        close: Some(Closer::Postgres(events)),
+        _dir: None,
+    })
+}

@@ -1,0 +1,3 @@
+//! The conformance suite on the in-memory stores.
+
+eventsource_tests::conformance_tests!(eventsource_tests::fixtures::memory);

@@ -1,0 +1,75 @@
+//! The conformance suite on PostgreSQL, plus what only PostgreSQL can show.
+//!
+//! Needs `DATABASE_URL`, e.g.
+//! `DATABASE_URL=postgres://postgres@127.0.0.1:5432/test?sslmode=disable`; without it
+//! the tests say so and pass, unless `CI` is set, where they fail.
+
+use eventsource::migrations;
+use eventsource::{Error, EventStore, EventStoreExt, ExpectedVersion, PostgresEventStore};
+use eventsource_tests::fixtures::database_url;
+use eventsource_tests::{events, unique_type};
+use uuid::Uuid;
+
+eventsource_tests::conformance_tests!(eventsource_tests::fixtures::postgres);
+
+/// A row no store would write is reported as corrupt, naming its aggregate.
+#[tokio::test]
+async fn undecodable_rows_are_corrupt_rows() {
+    let Some(url) = database_url() else { return };
+    let store = PostgresEventStore::connect(&url).await.expect("connect");
+    let ty = unique_type("Broken");
+    let id = Uuid::new_v4();
+    store
+        .append(&ty, id, ExpectedVersion::Exact(0), &events(1))
+        .await
+        .expect("append");
+    sqlx::query(
+        "INSERT INTO events (event_id, aggregate_id, aggregate_type, version, event_type, \
+         event_version, payload, metadata, occurred_at) \
+         VALUES ($1, $2, $3, 2, 'Happened', -1, '{}', '{}', now())",
+    )
+    .bind(Uuid::new_v4())
+    .bind(id)
+    .bind(ty.as_str())
+    .execute(store.pool())
+    .await
+    .expect("insert a corrupt row");
+
+    match store.load_stream(&ty, id, 1).await {
+        Err(Error::CorruptRow {
+            table, aggregate, ..
+        }) => {
+            assert_eq!(table, "events");
+            assert_eq!(aggregate, format!("{ty}/{id}"));
+        }
+        other => panic!("expected a corrupt row, got {other:?}"),
+    }
+    let mut first = 0;
+    let _ = store
+        .read_stream(&ty, id, 1, &mut |e| {
+            first = e.version;
+            Ok(())
+        })
+        .await;
+    assert_eq!(first, 1, "rows before the corrupt one were visited");
+    store.close().await;
+}
+
+/// Migrating again changes nothing, and the history goes to the crate's own table.
+#[tokio::test]
+async fn migrations_are_idempotent_and_keep_their_own_history() {
+    let Some(url) = database_url() else { return };
+    let store = PostgresEventStore::connect(&url).await.expect("connect");
+    migrations::migrate_postgres(store.pool())
+        .await
+        .expect("migrate again");
+    let applied: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM {} WHERE success",
+        migrations::MIGRATIONS_TABLE
+    )))
+    .fetch_one(store.pool())
+    .await
+    .expect("count applied migrations");
+    assert_eq!(applied, 2);
+    store.close().await;
+}

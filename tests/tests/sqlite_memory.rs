@@ -1,0 +1,3 @@
+//! The conformance suite on an in-memory SQLite database (`:memory:`, one connection).
+
+eventsource_tests::conformance_tests!(eventsource_tests::fixtures::sqlite_memory);
