@@ -331,7 +331,9 @@ impl EventStore for PostgresEventStore {
             .fetch(&self.pool);
         let mut out = Vec::new();
         while let Some(row) = rows.try_next().await.map_err(Error::backend)? {
-            let aggregate_type: &str = row.try_get(8).unwrap_or("?");
+            let aggregate_type: &str = row
+                .try_get(8)
+                .map_err(|e| corrupt("?".to_owned(), format!("column aggregate_type: {e}")))?;
             let aggregate_id: Uuid = row.try_get(9).map_err(|e| {
                 corrupt(
                     format!("{aggregate_type}/?"),

@@ -107,15 +107,26 @@ impl SqliteEventStore {
         expected: ExpectedVersion,
         events: &[NewEvent],
     ) -> Result<Error> {
-        for event in events {
-            let found = sqlx::query("SELECT 1 FROM events WHERE event_id = ?1")
-                .bind(event.event_id.to_string())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(Error::backend)?;
-            if found.is_some() {
-                return Ok(duplicate(aggregate_type, aggregate_id, event.event_id));
-            }
+        // One query for the whole batch: its ids as a JSON array, unpacked by SQLite.
+        let ids: Vec<String> = events.iter().map(|e| e.event_id.to_string()).collect();
+        let ids_json = serde_json::to_string(&ids).map_err(|source| Error::Encode {
+            aggregate_type: aggregate_type.to_owned(),
+            what: "event ids".to_owned(),
+            source,
+        })?;
+        let stored: Vec<String> = sqlx::query_scalar(
+            "SELECT event_id FROM events WHERE event_id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(ids_json)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::backend)?;
+        if let Some(event) = events
+            .iter()
+            .zip(&ids)
+            .find_map(|(event, id)| stored.contains(id).then_some(event))
+        {
+            return Ok(duplicate(aggregate_type, aggregate_id, event.event_id));
         }
         let actual = self.head(aggregate_type, aggregate_id).await?;
         Ok(conflict(aggregate_type, aggregate_id, expected, actual))
@@ -410,8 +421,15 @@ impl EventStore for SqliteEventStore {
             .fetch(&self.pool);
         let mut out = Vec::new();
         while let Some(row) = rows.try_next().await.map_err(Error::backend)? {
-            let aggregate_type: &str = row.try_get(8).unwrap_or("?");
-            let aggregate_id_text: &str = row.try_get(9).unwrap_or("?");
+            let aggregate_type: &str = row
+                .try_get(8)
+                .map_err(|e| corrupt("?".to_owned(), format!("column aggregate_type: {e}")))?;
+            let aggregate_id_text: &str = row.try_get(9).map_err(|e| {
+                corrupt(
+                    format!("{aggregate_type}/?"),
+                    format!("column aggregate_id: {e}"),
+                )
+            })?;
             let aggregate = format!("{aggregate_type}/{aggregate_id_text}");
             let aggregate_id = Uuid::parse_str(aggregate_id_text).map_err(|e| {
                 corrupt(
