@@ -33,6 +33,20 @@ use crate::error::{Error, Result};
 use crate::event::{EventRef, NewEvent, RecordedEvent};
 
 /// An event store in a PostgreSQL database. Clones share the same pool.
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> eventsource::Result<()> {
+/// use eventsource::{PostgresEventStore, PostgresSnapshotStore};
+///
+/// let url = "postgres://postgres@127.0.0.1:5432/app?sslmode=disable";
+/// let events = PostgresEventStore::connect(url).await?; // connects and migrates
+/// let snapshots = PostgresSnapshotStore::new(events.pool().clone());
+/// # let _ = snapshots;
+/// events.close().await;
+/// # Ok(())
+/// # }
+/// ```
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 #[derive(Clone, Debug)]
 pub struct PostgresEventStore {
