@@ -66,11 +66,21 @@ impl Apply<OrderSubmitted> for Order {
 
 // Commands read the state and decide which events happen.
 impl Order {
-    fn add_item(&self, product: &str, quantity: u32, unit_price: f64) -> Result<OrderEvent, String> {
+    fn add_item(
+        &self,
+        product: &str,
+        quantity: u32,
+        unit_price: f64,
+    ) -> Result<OrderEvent, String> {
         if self.submitted {
             return Err("the order is already submitted".into());
         }
-        Ok(OrderItemAdded { product: product.into(), quantity, unit_price }.into())
+        Ok(OrderItemAdded {
+            product: product.into(),
+            quantity,
+            unit_price,
+        }
+        .into())
     }
 
     fn submit(&self) -> Result<OrderEvent, String> {
@@ -90,7 +100,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let id = Uuid::new_v4();
     let mut order = repo.create_new(id);
-    order.record(OrderCreated { customer: "ada@example.com".into() });
+    order.record(OrderCreated {
+        customer: "ada@example.com".into(),
+    });
     for _ in 0..150 {
         order.execute(|o| o.add_item("Widget", 2, 29.99))?;
     }

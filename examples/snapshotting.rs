@@ -3,7 +3,10 @@
 //! inside a snapshot.
 //!
 //! ```text
-//! cargo run --example snapshotting                 # in memory
+//! cargo run --example snapshotting                          # SQLite file in the temp dir
+//! cargo run --example snapshotting -- ./orders.db           # SQLite file of your choice
+//! cargo run --example snapshotting -- memory                # in-memory stores
+//! cargo run --example snapshotting -- postgres://postgres@127.0.0.1/test?sslmode=disable
 //! ```
 
 use std::error::Error;
@@ -11,7 +14,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eventsource::prelude::*;
-use eventsource::{EventStore, SnapshotStore};
+use eventsource::{
+    EventStore, PostgresEventStore, PostgresSnapshotStore, SnapshotStore, SqliteEventStore,
+    SqliteSnapshotStore,
+};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -444,12 +450,58 @@ async fn inspection(stores: &Stores) -> BoxResult {
     Ok(())
 }
 
+/// The stores named by the first argument: `memory`, a `postgres://` URL, or a SQLite
+/// file path; without one, a fresh SQLite file in the system's temp directory.
 async fn open_stores() -> BoxResult<Stores> {
-    println!("stores: in memory");
-    Ok(Stores {
-        events: Arc::new(InMemoryEventStore::new()),
-        snapshots: Arc::new(InMemorySnapshotStore::new()),
-    })
+    let target = std::env::args().nth(1);
+    match target.as_deref() {
+        Some("memory") => {
+            println!("stores: in memory");
+            Ok(Stores {
+                events: Arc::new(InMemoryEventStore::new()),
+                snapshots: Arc::new(InMemorySnapshotStore::new()),
+            })
+        }
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let events = PostgresEventStore::connect(url).await?; // creates the tables
+            println!("stores: PostgreSQL at {}", redact(url));
+            let snapshots = PostgresSnapshotStore::new(events.pool().clone());
+            Ok(Stores {
+                events: Arc::new(events),
+                snapshots: Arc::new(snapshots),
+            })
+        }
+        path => {
+            let path = match path {
+                Some(path) => std::path::PathBuf::from(path),
+                None => std::env::temp_dir().join(format!(
+                    "eventsource-snapshotting-{}.db",
+                    std::process::id()
+                )),
+            };
+            let events = SqliteEventStore::open(&path).await?; // creates the tables
+            println!("stores: SQLite file {}", path.display());
+            let snapshots = SqliteSnapshotStore::new(events.pool().clone());
+            Ok(Stores {
+                events: Arc::new(events),
+                snapshots: Arc::new(snapshots),
+            })
+        }
+    }
+}
+
+/// The URL without its password, for printing.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
 }
 
 #[tokio::main]
