@@ -6,6 +6,7 @@
 
 use eventsource::migrations;
 use eventsource::{Error, EventStore, EventStoreExt, ExpectedVersion, PostgresEventStore};
+use eventsource::{PostgresSnapshotStore, SnapshotStore};
 use eventsource_tests::fixtures::database_url;
 use eventsource_tests::{events, unique_type};
 use uuid::Uuid;
@@ -71,5 +72,97 @@ async fn migrations_are_idempotent_and_keep_their_own_history() {
     .await
     .expect("count applied migrations");
     assert_eq!(applied, 2);
+    store.close().await;
+}
+
+/// Records what `read_from_snapshot` hands over; starts after a snapshot it gets.
+#[derive(Default)]
+struct Recorder {
+    found: Option<eventsource::Result<Option<eventsource::Snapshot>>>,
+    versions: Vec<u64>,
+}
+
+impl eventsource::LoadVisitor for Recorder {
+    fn snapshot(&mut self, found: eventsource::Result<Option<eventsource::Snapshot>>) -> u64 {
+        let from = match &found {
+            Ok(Some(snapshot)) => snapshot.version + 1,
+            _ => 1,
+        };
+        self.found = Some(found);
+        from
+    }
+
+    fn event(&mut self, event: eventsource::EventRef<'_>) -> eventsource::Result<()> {
+        self.versions.push(event.version);
+        Ok(())
+    }
+}
+
+/// The one-statement read (snapshot store on the same pool) and the two-read default
+/// (snapshot store on another pool) agree, including on a snapshot that does not
+/// decode: the visitor gets the error and the whole stream follows.
+#[tokio::test]
+async fn read_from_snapshot_on_one_pool_or_two() {
+    let Some(url) = database_url() else { return };
+    let store = PostgresEventStore::connect(&url).await.expect("connect");
+    let same_pool = PostgresSnapshotStore::new(store.pool().clone());
+    let other_pool =
+        PostgresSnapshotStore::new(sqlx::PgPool::connect(&url).await.expect("a second pool"));
+    let ty = unique_type("OnePool");
+    let id = Uuid::new_v4();
+    store
+        .append(&ty, id, ExpectedVersion::Exact(0), &events(4))
+        .await
+        .expect("append");
+    same_pool
+        .save(&eventsource::Snapshot {
+            aggregate_id: id,
+            aggregate_type: ty.clone(),
+            version: 2,
+            schema_version: 1,
+            state: "{}".into(),
+            created_at: eventsource_tests::now(),
+        })
+        .await
+        .expect("save");
+
+    for snapshots in [&same_pool, &other_pool] {
+        let mut r = Recorder::default();
+        let n = store
+            .read_from_snapshot(snapshots, &ty, id, &mut r)
+            .await
+            .expect("read");
+        assert!(matches!(&r.found, Some(Ok(Some(s))) if s.version == 2));
+        assert_eq!((n, r.versions), (2, vec![3, 4]));
+    }
+
+    sqlx::query(
+        "UPDATE snapshots SET schema_version = -1 WHERE aggregate_id = $1 AND aggregate_type = $2",
+    )
+    .bind(id)
+    .bind(ty.as_str())
+    .execute(store.pool())
+    .await
+    .expect("corrupt the snapshot");
+    for snapshots in [&same_pool, &other_pool] {
+        let mut r = Recorder::default();
+        let n = store
+            .read_from_snapshot(snapshots, &ty, id, &mut r)
+            .await
+            .expect("read");
+        assert!(
+            matches!(
+                &r.found,
+                Some(Err(Error::CorruptRow {
+                    table: "snapshots",
+                    ..
+                }))
+            ),
+            "the visitor gets the corrupt snapshot: {:?}",
+            r.found
+        );
+        assert_eq!((n, r.versions), (4, vec![1, 2, 3, 4]), "then every event");
+    }
+    other_pool.close().await;
     store.close().await;
 }

@@ -164,4 +164,10 @@ impl SnapshotStore for PostgresSnapshotStore {
         let done = query.execute(&self.pool).await.map_err(Error::backend)?;
         Ok(done.rows_affected())
     }
+
+    /// Lets a [`PostgresEventStore`](crate::PostgresEventStore) on the same pool read a
+    /// snapshot and its events in one statement.
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
 }

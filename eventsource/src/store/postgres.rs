@@ -15,6 +15,10 @@
 //! `(aggregate_type, aggregate_id, version)` constraint; the loser gets
 //! [`Error::Conflict`] and nothing of its batch is stored.
 //!
+//! [`read_from_snapshot`](EventStore::read_from_snapshot) with the
+//! [`PostgresSnapshotStore`] of the same pool reads the snapshot and the events after it
+//! in one statement, one round trip.
+//!
 //! Global positions come from a sequence: they increase in the order events are inserted,
 //! but a refused append leaves a gap, and transactions that overlap can commit out of
 //! position order.
@@ -28,9 +32,10 @@ use sqlx::postgres::{PgPoolOptions, PgRow};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-use super::{EventStore, EventVisitor, ExpectedVersion};
+use super::{EventStore, EventVisitor, ExpectedVersion, LoadVisitor};
 use crate::error::{Error, Result};
 use crate::event::{EventRef, NewEvent, RecordedEvent};
+use crate::snapshot::{PostgresSnapshotStore, Snapshot, SnapshotStore};
 
 /// An event store in a PostgreSQL database. Clones share the same pool.
 ///
@@ -176,6 +181,58 @@ const READ_ALL_SQL: &str = "SELECT position, event_id, version, event_type, even
      payload::text, metadata::text, occurred_at, aggregate_type, aggregate_id FROM events \
      WHERE position >= $1 ORDER BY position LIMIT $2";
 
+/// `read_from_snapshot`: one row per event from the snapshot's version on (or from 1), in
+/// version order, each with the columns [`event_ref`] reads, then the snapshot's (all
+/// `NULL` without one). The state is sent once, on the first row. Without events from
+/// there, one row whose event columns are `NULL`.
+const SNAPSHOT_AND_TAIL_SQL: &str = "SELECT e.position, e.event_id, e.version, e.event_type, \
+     e.event_version, e.payload, e.metadata, e.occurred_at, \
+     s.version, s.schema_version, \
+     CASE WHEN e.version IS NULL OR e.version = s.version THEN s.state::text END, \
+     s.created_at \
+     FROM (SELECT 1) AS one \
+     LEFT JOIN snapshots s ON s.aggregate_id = $2 AND s.aggregate_type = $1 \
+     LEFT JOIN LATERAL ( \
+         SELECT position, event_id, version, event_type, event_version, \
+         payload::text AS payload, metadata::text AS metadata, occurred_at FROM events \
+         WHERE aggregate_type = $1 AND aggregate_id = $2 \
+         AND version >= COALESCE(s.version, 1) ORDER BY version \
+     ) e ON true";
+
+/// The snapshot columns of the first row of [`SNAPSHOT_AND_TAIL_SQL`].
+fn snapshot_of(row: &PgRow, aggregate_type: &str, aggregate_id: Uuid) -> Result<Option<Snapshot>> {
+    let corrupt = |message: String| Error::CorruptRow {
+        table: "snapshots",
+        aggregate: format!("{aggregate_type}/{aggregate_id}"),
+        message,
+    };
+    let version: Option<i64> = row
+        .try_get(8)
+        .map_err(|e| corrupt(format!("column version: {e}")))?;
+    let Some(version) = version else {
+        return Ok(None);
+    };
+    let schema_version: i32 = row
+        .try_get(9)
+        .map_err(|e| corrupt(format!("column schema_version: {e}")))?;
+    let state: String = row
+        .try_get(10)
+        .map_err(|e| corrupt(format!("column state: {e}")))?;
+    let created_at: DateTime<Utc> = row
+        .try_get(11)
+        .map_err(|e| corrupt(format!("column created_at: {e}")))?;
+    Ok(Some(Snapshot {
+        aggregate_id,
+        aggregate_type: aggregate_type.to_owned(),
+        version: u64::try_from(version)
+            .map_err(|_| corrupt(format!("negative version {version}")))?,
+        schema_version: u32::try_from(schema_version)
+            .map_err(|_| corrupt(format!("negative schema_version {schema_version}")))?,
+        state,
+        created_at,
+    }))
+}
+
 /// Reads the columns of an event row (in the order of [`READ_STREAM_SQL`]) into an
 /// [`EventRef`] borrowing the row's text.
 fn event_ref<'r>(
@@ -320,6 +377,80 @@ impl EventStore for PostgresEventStore {
                 .map_err(|m| corrupt(format!("{aggregate_type}/{aggregate_id}"), m))?;
             visit(event)?;
             visited += 1;
+        }
+        Ok(visited)
+    }
+
+    async fn read_from_snapshot(
+        &self,
+        snapshots: &dyn SnapshotStore,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        visitor: &mut dyn LoadVisitor,
+    ) -> Result<u64> {
+        let sibling = snapshots
+            .as_any()
+            .and_then(|any| any.downcast_ref::<PostgresSnapshotStore>())
+            .is_some_and(|s| {
+                std::sync::Arc::ptr_eq(&s.pool().connect_options(), &self.pool.connect_options())
+            });
+        if !sibling {
+            // Another database: the two reads of the trait's default.
+            let found = snapshots.get(aggregate_type, aggregate_id).await;
+            let from_version = visitor.snapshot(found);
+            return self
+                .read_stream(aggregate_type, aggregate_id, from_version, &mut |e| {
+                    visitor.event(e)
+                })
+                .await;
+        }
+
+        let mut rows = sqlx::query(SNAPSHOT_AND_TAIL_SQL)
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .fetch(&self.pool);
+        let first = rows.try_next().await.map_err(Error::backend)?;
+        let found = match &first {
+            Some(row) => snapshot_of(row, aggregate_type, aggregate_id),
+            None => Ok(None),
+        };
+        // The version the rows start at; unknown when the snapshot did not decode.
+        let streamed_from = match &found {
+            Ok(Some(snapshot)) => Some(snapshot.version.max(1)),
+            Ok(None) => Some(1),
+            Err(_) => None,
+        };
+        let from_version = visitor.snapshot(found).max(1);
+        if streamed_from.is_none_or(|start| from_version < start) {
+            // The visitor wants events the statement did not read: read them apart.
+            drop(rows);
+            return self
+                .read_stream(aggregate_type, aggregate_id, from_version, &mut |e| {
+                    visitor.event(e)
+                })
+                .await;
+        }
+
+        let aggregate = || format!("{aggregate_type}/{aggregate_id}");
+        let mut visited = 0;
+        let mut next = first;
+        while let Some(row) = next {
+            let version: Option<i64> = row
+                .try_get(2)
+                .map_err(|e| corrupt(aggregate(), format!("column version: {e}")))?;
+            // A negative version is kept, for event_ref to report as corrupt.
+            let wanted = match version.map(u64::try_from) {
+                None => false,
+                Some(Ok(version)) => version >= from_version,
+                Some(Err(_)) => true,
+            };
+            if wanted {
+                let event = event_ref(&row, aggregate_type, aggregate_id)
+                    .map_err(|m| corrupt(aggregate(), m))?;
+                visitor.event(event)?;
+                visited += 1;
+            }
+            next = rows.try_next().await.map_err(Error::backend)?;
         }
         Ok(visited)
     }

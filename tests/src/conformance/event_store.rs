@@ -789,15 +789,26 @@ pub async fn read_from_snapshot(
     events_store: Arc<dyn EventStore>,
     snapshots: Arc<dyn SnapshotStore>,
 ) {
+    /// Where the visitor starts the stream when a snapshot is found.
+    #[derive(Clone, Copy)]
+    enum Start {
+        /// After the snapshot's version.
+        After,
+        /// At the snapshot's version (to check the stream reaches it).
+        At,
+        /// At 1, ignoring the snapshot.
+        Beginning,
+    }
     struct Visitor {
-        start_after_snapshot: bool,
+        start: Start,
         found: Option<Result<Option<Snapshot>>>,
         versions: Vec<u64>,
     }
     impl LoadVisitor for Visitor {
         fn snapshot(&mut self, found: Result<Option<Snapshot>>) -> u64 {
-            let from = match &found {
-                Ok(Some(s)) if self.start_after_snapshot => s.version + 1,
+            let from = match (&found, self.start) {
+                (Ok(Some(s)), Start::After) => s.version + 1,
+                (Ok(Some(s)), Start::At) => s.version,
                 _ => 1,
             };
             self.found = Some(found);
@@ -808,8 +819,8 @@ pub async fn read_from_snapshot(
             Ok(())
         }
     }
-    let visitor = |start_after_snapshot| Visitor {
-        start_after_snapshot,
+    let visitor = |start| Visitor {
+        start,
         found: None,
         versions: Vec::new(),
     };
@@ -821,7 +832,7 @@ pub async fn read_from_snapshot(
         .await
         .expect("append");
 
-    let mut v = visitor(true);
+    let mut v = visitor(Start::After);
     let n = events_store
         .read_from_snapshot(snapshots.as_ref(), &ty, id, &mut v)
         .await
@@ -843,7 +854,7 @@ pub async fn read_from_snapshot(
     };
     snapshots.save(&snapshot).await.expect("save a snapshot");
 
-    let mut v = visitor(true);
+    let mut v = visitor(Start::After);
     let n = events_store
         .read_from_snapshot(snapshots.as_ref(), &ty, id, &mut v)
         .await
@@ -861,7 +872,7 @@ pub async fn read_from_snapshot(
         "the tail after the snapshot"
     );
 
-    let mut v = visitor(false);
+    let mut v = visitor(Start::Beginning);
     let n = events_store
         .read_from_snapshot(snapshots.as_ref(), &ty, id, &mut v)
         .await
@@ -871,4 +882,36 @@ pub async fn read_from_snapshot(
         (5, vec![1, 2, 3, 4, 5]),
         "a full replay on request"
     );
+
+    let mut v = visitor(Start::At);
+    let n = events_store
+        .read_from_snapshot(snapshots.as_ref(), &ty, id, &mut v)
+        .await
+        .expect("read from the snapshot's own version");
+    assert_eq!((n, v.versions), (3, vec![3, 4, 5]));
+
+    // A snapshot ahead of the events: nothing after it.
+    snapshots
+        .save(&Snapshot {
+            version: 9,
+            ..snapshot.clone()
+        })
+        .await
+        .expect("save a snapshot ahead of the stream");
+    let mut v = visitor(Start::After);
+    let n = events_store
+        .read_from_snapshot(snapshots.as_ref(), &ty, id, &mut v)
+        .await
+        .expect("read past the end");
+    assert!(matches!(&v.found, Some(Ok(Some(s))) if s.version == 9));
+    assert_eq!((n, v.versions), (0, vec![]));
+
+    // No events and no snapshot.
+    let mut v = visitor(Start::After);
+    let n = events_store
+        .read_from_snapshot(snapshots.as_ref(), &ty, Uuid::new_v4(), &mut v)
+        .await
+        .expect("read an unknown aggregate");
+    assert!(matches!(v.found, Some(Ok(None))));
+    assert_eq!((n, v.versions), (0, vec![]));
 }
