@@ -42,7 +42,18 @@ pub fn snapshot_version(n: u64) -> u64 {
 
 /// Connects to the benchmark database, creating it first if it is missing.
 pub async fn pg_connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
-    let options = PgConnectOptions::from_str(url).context("parsing the PostgreSQL URL")?;
+    pg_connect_with(url, max_connections, &[]).await
+}
+
+/// As [`pg_connect`], with these session settings (`SET name = value` on every connection).
+pub async fn pg_connect_with(
+    url: &str,
+    max_connections: u32,
+    settings: &[(&str, &str)],
+) -> anyhow::Result<PgPool> {
+    let options = PgConnectOptions::from_str(url)
+        .context("parsing the PostgreSQL URL")?
+        .options(settings.iter().copied());
     let database = options.get_database().unwrap_or("postgres").to_owned();
     let admin = options.clone().database("postgres");
     let mut conn = sqlx::PgConnection::connect_with(&admin)

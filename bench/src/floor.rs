@@ -70,6 +70,37 @@ pub async fn pg_load_full(pool: &PgPool, id: Uuid) -> anyhow::Result<Loaded> {
     Ok(finish(&state, loaded))
 }
 
+/// Full replay reading and decoding the same eight columns as eventsource's PostgreSQL
+/// store (checked `try_get` on each), to tell the cost of the columns from the rest.
+pub async fn pg_load_full_wide(pool: &PgPool, id: Uuid) -> anyhow::Result<Loaded> {
+    let mut state = Order::default();
+    let mut loaded = start(0)?;
+    let mut rows = sqlx::query(
+        "SELECT position, event_id, version, event_type, event_version, \
+         payload::text, metadata::text, occurred_at FROM events \
+         WHERE aggregate_type = $1 AND aggregate_id = $2 AND version >= $3 ORDER BY version",
+    )
+    .bind(AGGREGATE_TYPE)
+    .bind(id)
+    .bind(1_i64)
+    .fetch(pool);
+    while let Some(row) = rows.try_next().await? {
+        let _position: i64 = row.try_get(0)?;
+        let _event_id: Uuid = row.try_get(1)?;
+        let _event_version: i32 = row.try_get(4)?;
+        let _metadata: &str = row.try_get(6)?;
+        let _occurred_at: chrono::DateTime<Utc> = row.try_get(7)?;
+        apply_row(
+            &mut state,
+            &mut loaded,
+            row.try_get(2)?,
+            row.try_get(3)?,
+            row.try_get(5)?,
+        )?;
+    }
+    Ok(finish(&state, loaded))
+}
+
 /// Snapshot row, then the tail, in two round trips.
 pub async fn pg_load_snapshot_2rt(pool: &PgPool, id: Uuid) -> anyhow::Result<Loaded> {
     let snapshot = sqlx::query(
@@ -212,6 +243,37 @@ pub async fn sqlite_load_full(pool: &SqlitePool, id: Uuid) -> anyhow::Result<Loa
             row.try_get(0)?,
             row.try_get(1)?,
             row.try_get(2)?,
+        )?;
+    }
+    Ok(finish(&state, loaded))
+}
+
+/// Full replay reading and decoding the same eight columns as eventsource's SQLite store
+/// (ids and timestamps parsed from text), to tell the cost of the columns from the rest.
+pub async fn sqlite_load_full_wide(pool: &SqlitePool, id: Uuid) -> anyhow::Result<Loaded> {
+    let mut state = Order::default();
+    let mut loaded = start(0)?;
+    let mut rows = sqlx::query(
+        "SELECT position, event_id, version, event_type, event_version, \
+         payload, metadata, occurred_at FROM events \
+         WHERE aggregate_type = ?1 AND aggregate_id = ?2 AND version >= ?3 ORDER BY version",
+    )
+    .bind(AGGREGATE_TYPE)
+    .bind(id.to_string())
+    .bind(1_i64)
+    .fetch(pool);
+    while let Some(row) = rows.try_next().await? {
+        let _position: i64 = row.try_get(0)?;
+        let _event_id = Uuid::parse_str(row.try_get(1)?)?;
+        let _event_version: i64 = row.try_get(4)?;
+        let _metadata: &str = row.try_get(6)?;
+        let _occurred_at = chrono::DateTime::parse_from_rfc3339(row.try_get(7)?)?;
+        apply_row(
+            &mut state,
+            &mut loaded,
+            row.try_get(2)?,
+            row.try_get(3)?,
+            row.try_get(5)?,
         )?;
     }
     Ok(finish(&state, loaded))

@@ -18,6 +18,7 @@ mod stores;
 mod suite;
 
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -95,7 +96,7 @@ impl Plan {
                 sizes: vec![100, 1_000, 10_000, 100_000],
                 rounds: vec![(100, 21), (1_000, 21), (10_000, 15), (100_000, 9)],
                 filler: (10_000, 20),
-                save_rounds: 21,
+                save_rounds: 41,
                 rss_events: 1_000_000,
                 writers: 8,
                 cycles: 150,
@@ -200,6 +201,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     db::sqlite_analyze(&sqlite).await?;
 
     let mut peers = None;
+    let mut peers_async = None;
+    let mut backend_async = None;
     let mut pg_version = None;
     if let Some(pool) = &pg {
         eprintln!("seeding: PostgreSQL");
@@ -221,7 +224,34 @@ async fn run(args: Args) -> anyhow::Result<()> {
         peers::esrs_seed_events(pool, &big).await?;
         db::pg_analyze(pool).await?;
         let cqrs_snap = peers::cqrs_snapshot_store(&pool08);
+        // The same stores and peers over sessions with synchronous_commit off, for a
+        // second set of saves that leaves the disk's flush out of the comparison.
+        let pool_async =
+            db::pg_connect_with(&args.pg_url, 16, &[("synchronous_commit", "off")]).await?;
+        let pool08_async = sqlx08::postgres::PgPoolOptions::new()
+            .max_connections(16)
+            .connect_with(
+                sqlx08::postgres::PgConnectOptions::from_str(&args.pg_url)?
+                    .options([("synchronous_commit", "off")]),
+            )
+            .await?;
+        let cqrs_snap_async = peers::cqrs_snapshot_store(&pool08_async);
+        peers_async = Some(Peers {
+            backend: suite::POSTGRES_ASYNC,
+            cqrs_full: Arc::new(peers::cqrs_event_store(&pool08_async)),
+            cqrs_snap: Arc::new(peers::cqrs_snapshot_store(&pool08_async)),
+            cqrs_framework: Arc::new(cqrs_es::CqrsFramework::new(cqrs_snap_async, vec![], ())),
+            esrs: Arc::new(esrs::manager::AggregateManager::new(
+                peers::esrs_store(&pool08_async).await?,
+            )),
+        });
+        backend_async = Some(Backend {
+            name: suite::POSTGRES_ASYNC,
+            stores: Some(stores::postgres(&pool_async)),
+            raw: Raw::Postgres(pool_async),
+        });
         peers = Some(Peers {
+            backend: POSTGRES,
             cqrs_full: Arc::new(peers::cqrs_event_store(&pool08)),
             cqrs_snap: Arc::new(peers::cqrs_snapshot_store(&pool08)),
             cqrs_framework: Arc::new(cqrs_es::CqrsFramework::new(cqrs_snap, vec![], ())),
@@ -247,6 +277,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     eprintln!("saves");
     let mut cases = suite::save_cases(&backends, peers.as_ref(), 1)?;
     cases.extend(suite::save_cases(&backends, peers.as_ref(), 100)?);
+    if let Some(backend) = &backend_async {
+        for batch in [1, 100] {
+            cases.extend(suite::save_cases(
+                std::slice::from_ref(backend),
+                peers_async.as_ref(),
+                batch,
+            )?);
+        }
+    }
     let saves = suite::interleaved(cases, 1, plan.save_rounds).await?;
 
     // --- concurrent writers --------------------------------------------------------
@@ -271,6 +310,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         &args.pg_url,
         &sqlite_arg,
     )?];
+    rss.push(rss::measure(
+        SQLITE,
+        suite::FLOOR,
+        million.id,
+        million.n,
+        &args.pg_url,
+        &sqlite_arg,
+    )?);
     if pg.is_some() {
         for who in [OURS, suite::FLOOR, suite::CQRS] {
             rss.push(rss::measure(

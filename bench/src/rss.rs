@@ -89,6 +89,15 @@ pub async fn child(
             started = std::time::Instant::now();
             crate::floor::pg_load_full(&pool, id).await?.check(n, n)?;
         }
+        ("sqlite", "floor") => {
+            let pool = crate::db::sqlite_open(sqlite_path.as_ref()).await?;
+            sqlx::query("SELECT 1").execute(&pool).await?;
+            baseline = status_kib("VmRSS:")?;
+            started = std::time::Instant::now();
+            crate::floor::sqlite_load_full(&pool, id)
+                .await?
+                .check(n, n)?;
+        }
         ("postgres", "cqrs-es") => {
             let pool = sqlx08::postgres::PgPoolOptions::new()
                 .max_connections(2)

@@ -21,11 +21,15 @@ pub const MEMORY: &str = "memory";
 pub const SQLITE: &str = "SQLite";
 /// PostgreSQL on loopback.
 pub const POSTGRES: &str = "PostgreSQL";
+/// PostgreSQL on loopback, sessions with `synchronous_commit = off` (saves only).
+pub const POSTGRES_ASYNC: &str = "PostgreSQL, synchronous_commit off";
 
 /// Who is measured.
 pub const OURS: &str = "eventsource";
 /// Plain sqlx, rows streamed.
 pub const FLOOR: &str = "floor";
+/// Plain sqlx, reading the store's eight columns.
+pub const FLOOR_WIDE: &str = "floor, the store's 8 columns";
 /// Plain sqlx, snapshot then tail.
 pub const FLOOR_2RT: &str = "floor (2 round trips)";
 /// Plain sqlx, snapshot and tail in one statement.
@@ -60,6 +64,8 @@ pub enum Raw {
 /// The peers, on PostgreSQL.
 #[derive(Clone)]
 pub struct Peers {
+    /// The backend name the peers' figures are filed under.
+    pub backend: &'static str,
     /// cqrs-es replaying every event.
     pub cqrs_full: Arc<CqrsStore>,
     /// cqrs-es with its snapshot store (every 100 events).
@@ -183,6 +189,11 @@ pub fn load_cases(backends: &[Backend], peers: Option<&Peers>, id: Uuid, n: u64)
                     boxed(async move { floor::pg_load_full(&p, id).await?.check(n, n) })
                 }));
                 let p = pool.clone();
+                cases.push(Case::new(Key::new("load", b, FLOOR_WIDE, n), move || {
+                    let p = p.clone();
+                    boxed(async move { floor::pg_load_full_wide(&p, id).await?.check(n, n) })
+                }));
+                let p = pool.clone();
                 cases.push(Case::new(Key::new("load-snapshot", b, FLOOR_2RT, n), move || {
                     let p = p.clone();
                     boxed(async move { floor::pg_load_snapshot_2rt(&p, id).await?.check(n, TAIL) })
@@ -198,6 +209,11 @@ pub fn load_cases(backends: &[Backend], peers: Option<&Peers>, id: Uuid, n: u64)
                 cases.push(Case::new(Key::new("load", b, FLOOR, n), move || {
                     let p = p.clone();
                     boxed(async move { floor::sqlite_load_full(&p, id).await?.check(n, n) })
+                }));
+                let p = pool.clone();
+                cases.push(Case::new(Key::new("load", b, FLOOR_WIDE, n), move || {
+                    let p = p.clone();
+                    boxed(async move { floor::sqlite_load_full_wide(&p, id).await?.check(n, n) })
                 }));
                 let p = pool.clone();
                 cases.push(Case::new(
@@ -231,39 +247,45 @@ pub fn load_cases(backends: &[Backend], peers: Option<&Peers>, id: Uuid, n: u64)
             ("load", Arc::clone(&peers.cqrs_full), n),
             ("load-snapshot", Arc::clone(&peers.cqrs_snap), TAIL),
         ] {
-            cases.push(Case::new(Key::new(what, POSTGRES, CQRS, n), move || {
-                let store = Arc::clone(&store);
-                boxed(async move {
-                    let context = store
-                        .load_aggregate(&id.to_string())
-                        .await
-                        .map_err(|e| anyhow!("cqrs-es load: {e}"))?;
-                    Loaded {
-                        version: u64::try_from(context.current_sequence)?,
-                        replayed: context.aggregate.applied,
-                        item_count: context.aggregate.state.item_count,
-                    }
-                    .check(n, max)
-                })
-            }));
+            cases.push(Case::new(
+                Key::new(what, peers.backend, CQRS, n),
+                move || {
+                    let store = Arc::clone(&store);
+                    boxed(async move {
+                        let context = store
+                            .load_aggregate(&id.to_string())
+                            .await
+                            .map_err(|e| anyhow!("cqrs-es load: {e}"))?;
+                        Loaded {
+                            version: u64::try_from(context.current_sequence)?,
+                            replayed: context.aggregate.applied,
+                            item_count: context.aggregate.state.item_count,
+                        }
+                        .check(n, max)
+                    })
+                },
+            ));
         }
         let manager = Arc::clone(&peers.esrs);
-        cases.push(Case::new(Key::new("load", POSTGRES, ESRS, n), move || {
-            let manager = Arc::clone(&manager);
-            boxed(async move {
-                let state = manager
-                    .load(id)
-                    .await
-                    .map_err(|e| anyhow!("esrs load: {e}"))?
-                    .ok_or_else(|| anyhow!("esrs: no events"))?;
-                Loaded {
-                    version: u64::try_from(*state.sequence_number())?,
-                    replayed: n,
-                    item_count: state.inner().item_count,
-                }
-                .check(n, n)
-            })
-        }));
+        cases.push(Case::new(
+            Key::new("load", peers.backend, ESRS, n),
+            move || {
+                let manager = Arc::clone(&manager);
+                boxed(async move {
+                    let state = manager
+                        .load(id)
+                        .await
+                        .map_err(|e| anyhow!("esrs load: {e}"))?
+                        .ok_or_else(|| anyhow!("esrs: no events"))?;
+                    Loaded {
+                        version: u64::try_from(*state.sequence_number())?,
+                        replayed: n,
+                        item_count: state.inner().item_count,
+                    }
+                    .check(n, n)
+                })
+            },
+        ));
     }
     cases
 }
@@ -371,22 +393,25 @@ pub fn save_cases(
                 Arc::clone(&peers.cqrs_snap),
             ),
         ] {
-            cases.push(Case::new(Key::new(what, POSTGRES, who, batch), move || {
-                let store = Arc::clone(&store);
-                boxed(async move {
-                    let id = Uuid::new_v4();
-                    let events = (1..=batch).map(peer_event_at).collect();
-                    store
-                        .commit(events, peers::cqrs_new_context(id), HashMap::new())
-                        .await
-                        .map_err(|e| anyhow!("cqrs-es commit: {e}"))?;
-                    Ok(())
-                })
-            }));
+            cases.push(Case::new(
+                Key::new(what, peers.backend, who, batch),
+                move || {
+                    let store = Arc::clone(&store);
+                    boxed(async move {
+                        let id = Uuid::new_v4();
+                        let events = (1..=batch).map(peer_event_at).collect();
+                        store
+                            .commit(events, peers::cqrs_new_context(id), HashMap::new())
+                            .await
+                            .map_err(|e| anyhow!("cqrs-es commit: {e}"))?;
+                        Ok(())
+                    })
+                },
+            ));
         }
         let manager = Arc::clone(&peers.esrs);
         cases.push(Case::new(
-            Key::new(what, POSTGRES, ESRS, batch),
+            Key::new(what, peers.backend, ESRS, batch),
             move || {
                 let manager = Arc::clone(&manager);
                 boxed(async move {
@@ -508,7 +533,7 @@ pub async fn throughput(
             })
             .await?;
             push(
-                POSTGRES,
+                peers.backend,
                 &format!("{CQRS}, snapshot store every 100"),
                 value,
             );
@@ -530,7 +555,7 @@ pub async fn throughput(
                 }
             })
             .await?;
-            push(POSTGRES, ESRS, value);
+            push(peers.backend, ESRS, value);
         }
     }
     for t in &mut results {
