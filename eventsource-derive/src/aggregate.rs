@@ -1,49 +1,35 @@
 //! `#[derive(Aggregate)]`: parse `#[aggregate]` and `#[snapshot]`, check them, generate
 //! the `Aggregate` impl.
 
-use proc_macro2::{Span, TokenStream};
-use quote::{quote, quote_spanned};
-use syn::spanned::Spanned;
+use proc_macro2::TokenStream;
+use quote::{ToTokens, quote, quote_spanned};
 use syn::{Data, DeriveInput, LitStr, Path};
 
 use crate::attr::{self, Attr};
 use crate::ctxt::{self, Ctxt};
-use crate::symbol::{
-    AGGREGATE, AGGREGATE_KEYS, EVENT, MODE, NAME, SCHEMA_VERSION, SNAPSHOT, SNAPSHOT_KEYS,
-    THRESHOLD,
-};
+use crate::snapshot::{self, Snapshot};
+use crate::symbol::{AGGREGATE, AGGREGATE_KEYS, EVENT, NAME, SNAPSHOT};
 
 /// What `#[aggregate]` and `#[snapshot]` declare.
 struct Input<'a> {
     input: &'a DeriveInput,
     name: String,
     event: Option<Path>,
+    /// `event` was written, even if its value was wrong (already reported).
+    event_written: bool,
     snapshot: Option<Snapshot>,
-}
-
-/// `#[snapshot(schema_version = N, threshold = N, mode = "...")]`.
-struct Snapshot {
-    span: Span,
-    schema_version: Option<u32>,
-    threshold: Option<(u64, Span)>,
-    mode: Option<(Mode, Span)>,
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Mode {
-    Sync,
-    Background,
-    Manual,
 }
 
 pub fn expand(input: &DeriveInput) -> TokenStream {
     let cx = Ctxt::new();
     let parsed = parse(&cx, input);
     check_event(&cx, &parsed);
-    check_snapshot(&cx, &parsed);
+    if let Some(s) = &parsed.snapshot {
+        snapshot::check(&cx, s);
+    }
     match cx.check() {
         Ok(()) => generate(&parsed),
-        Err(error) => ctxt::with_fallback(error, TokenStream::new()),
+        Err(error) => ctxt::with_fallback(error, fallback(&parsed)),
     }
 }
 
@@ -64,6 +50,7 @@ fn parse<'a>(cx: &Ctxt, input: &'a DeriveInput) -> Input<'a> {
     let mut name = Attr::<LitStr>::none(cx, "aggregate", NAME);
     let mut event = Attr::<Path>::none(cx, "aggregate", EVENT);
     let mut snapshot: Option<Snapshot> = None;
+    let mut event_written = false;
 
     for a in &input.attrs {
         if a.path() == AGGREGATE {
@@ -76,15 +63,8 @@ fn parse<'a>(cx: &Ctxt, input: &'a DeriveInput) -> Input<'a> {
                         name.set(&meta.path, s)
                     })
                 } else if meta.path == EVENT {
-                    meta.value()
-                        .and_then(|v| v.parse::<Path>())
-                        .map_err(|e| {
-                            syn::Error::new(
-                                e.span(),
-                                "expected the event enum's type for `event` in #[aggregate(...)], e.g. `event = OrderEvent`",
-                            )
-                        })
-                        .map(|p| event.set(&meta.path, p))
+                    event_written = true;
+                    parse_event(&meta).map(|p| event.set(&meta.path, p))
                 } else {
                     Err(attr::unknown_key(&meta, "aggregate", AGGREGATE_KEYS))
                 };
@@ -98,7 +78,7 @@ fn parse<'a>(cx: &Ctxt, input: &'a DeriveInput) -> Input<'a> {
                 cx.syn_error(e);
             }
         } else if a.path() == SNAPSHOT {
-            let parsed = parse_snapshot(cx, a);
+            let parsed = snapshot::parse(cx, a);
             if snapshot.is_some() {
                 cx.error_spanned_by(
                     a,
@@ -116,91 +96,39 @@ fn parse<'a>(cx: &Ctxt, input: &'a DeriveInput) -> Input<'a> {
             .get()
             .map_or_else(|| input.ident.to_string(), |s| s.value()),
         event: event.get(),
+        event_written,
         snapshot,
     }
 }
 
-fn parse_snapshot(cx: &Ctxt, a: &syn::Attribute) -> Snapshot {
-    let mut schema_version = Attr::none(cx, "snapshot", SCHEMA_VERSION);
-    let mut threshold = Attr::none(cx, "snapshot", THRESHOLD);
-    let mut mode = Attr::none(cx, "snapshot", MODE);
-    if let syn::Meta::Path(_) = a.meta {
-        // `#[snapshot]` alone: every key takes its default.
-    } else {
-        let result = a.parse_nested_meta(|meta| {
-            let outcome = if meta.path == SCHEMA_VERSION {
-                attr::parse_positive(&meta, "snapshot", SCHEMA_VERSION, u64::from(u32::MAX))
-                    .map(|v| schema_version.set(&meta.path, v as u32))
-            } else if meta.path == THRESHOLD {
-                attr::parse_positive(&meta, "snapshot", THRESHOLD, i64::MAX as u64)
-                    .map(|v| threshold.set(&meta.path, (v, meta.path.span())))
-            } else if meta.path == MODE {
-                attr::parse_str(&meta, "snapshot", MODE).and_then(|s| {
-                    let m = match s.value().as_str() {
-                        "sync" => Mode::Sync,
-                        "background" => Mode::Background,
-                        "manual" => Mode::Manual,
-                        other => {
-                            return Err(syn::Error::new(
-                                s.span(),
-                                format!(
-                                    "unknown snapshot mode `{other}`, expected one of \"sync\", \"background\", \"manual\""
-                                ),
-                            ));
-                        }
-                    };
-                    mode.set(&meta.path, (m, s.span()));
-                    Ok(())
-                })
-            } else {
-                Err(attr::unknown_key(&meta, "snapshot", SNAPSHOT_KEYS))
-            };
-            if let Err(e) = outcome {
-                cx.syn_error(e);
-                attr::skip_value(&meta);
-            }
-            Ok(())
-        });
-        if let Err(e) = result {
-            cx.syn_error(e);
-        }
-    }
-    Snapshot {
-        span: attr::attr_span(a),
-        schema_version: schema_version.get(),
-        threshold: threshold.get(),
-        mode: mode.get(),
+/// `event = OrderEvent`: a type path.
+fn parse_event(meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<Path> {
+    match meta.value()?.parse::<syn::Expr>()? {
+        syn::Expr::Path(p) if p.qself.is_none() => Ok(p.path),
+        syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Str(s),
+            ..
+        }) => Err(syn::Error::new(
+            s.span(),
+            format!(
+                "`event` takes the event enum's type, not a string: write `event = {}` without quotes",
+                s.value()
+            ),
+        )),
+        other => Err(syn::Error::new_spanned(
+            other,
+            "expected the event enum's type for `event` in #[aggregate(...)], e.g. `event = OrderEvent`",
+        )),
     }
 }
 
 /// Rule: the aggregate names its event enum.
 fn check_event(cx: &Ctxt, input: &Input<'_>) {
-    if input.event.is_none() {
+    if input.event.is_none() && !input.event_written {
         cx.error_spanned_by(
             &input.input.ident,
             "missing #[aggregate(event = ...)]: name the event enum this aggregate applies, e.g. #[aggregate(event = OrderEvent)]",
         );
-    }
-}
-
-/// Rules of `#[snapshot]`: `schema_version` is required (snapshots outlive code changes,
-/// so their shape must be versioned from the start), and `mode = "manual"` takes no
-/// automatic trigger.
-fn check_snapshot(cx: &Ctxt, input: &Input<'_>) {
-    let Some(s) = &input.snapshot else { return };
-    if s.schema_version.is_none() {
-        cx.syn_error(syn::Error::new(
-            s.span,
-            "missing `schema_version` in #[snapshot(...)]: add `schema_version = 1` and increment it whenever the state's serialized shape changes",
-        ));
-    }
-    if let (Some((Mode::Manual, mode_span)), Some((_, threshold_span))) = (s.mode, s.threshold) {
-        let mut e = syn::Error::new(
-            threshold_span,
-            "`threshold` has no effect with mode = \"manual\": remove it, or use mode = \"sync\" or \"background\"",
-        );
-        e.combine(syn::Error::new(mode_span, "manual mode declared here"));
-        cx.syn_error(e);
     }
 }
 
@@ -216,21 +144,19 @@ fn generate(input: &Input<'_>) -> TokenStream {
         .and_then(|s| s.schema_version)
         .unwrap_or(1);
     let policy = input.snapshot.as_ref().map(|s| {
-        let strategy = match s.threshold {
-            Some((n, _)) => quote!(::eventsource::__private::EveryNEvents::__from_attribute(#n)),
-            None => quote!(::eventsource::__private::Never),
-        };
-        let mode = match s.mode.map_or(Mode::Sync, |(m, _)| m) {
-            Mode::Sync => quote!(Sync),
-            Mode::Background => quote!(Background),
-            Mode::Manual => quote!(Manual),
-        };
+        let strategy = s.strategy_tokens();
+        let mode = s.mode_tokens();
         quote! {
             fn snapshot_policy() -> ::eventsource::SnapshotPolicy {
                 ::eventsource::SnapshotPolicy::new(#strategy, ::eventsource::SnapshotMode::#mode)
             }
         }
     });
+    let event_checks = input
+        .snapshot
+        .iter()
+        .flat_map(Snapshot::event_names)
+        .map(|n| check_event_name(event, n));
     let serde_check = quote_spanned! {ident.span()=>
         fn to_snapshot(&self) -> ::eventsource::__private::serde_json::Result<::std::string::String> {
             ::eventsource::__private::to_snapshot_json(self)
@@ -256,6 +182,63 @@ fn generate(input: &Input<'_>) -> TokenStream {
                 #serde_check
 
                 #policy
+            }
+
+            #(#event_checks)*
+        };
+    }
+}
+
+/// `#[snapshot(on(Name))]`: a const assertion that the event enum has an event stored
+/// as `Name`, evaluated at compile time and reported on the name.
+fn check_event_name(event: &Path, n: &snapshot::EventName) -> TokenStream {
+    let value = &n.value;
+    let enum_name = event.to_token_stream().to_string().replace(' ', "");
+    let message = format!(
+        "#[snapshot(on(...))] names `{}`, but `{}` has no event stored under that name; use the name of one of its variants' event types, or the name given by #[event(name = \"...\")]",
+        value, enum_name
+    )
+    .replace('{', "{{")
+    .replace('}', "}}");
+    quote_spanned! {n.span=>
+        const _: () = ::core::assert!(
+            ::eventsource::__private::has_event_type(
+                <#event as ::eventsource::DomainEvent>::EVENT_TYPES,
+                #value,
+            ),
+            #message,
+        );
+    }
+}
+
+/// On error: an impl whose methods are never called, so uses of the type elsewhere do
+/// not cascade into more errors. Only possible with a concrete type and a known event.
+fn fallback(input: &Input<'_>) -> TokenStream {
+    let ident = &input.input.ident;
+    let Some(event) = &input.event else {
+        return TokenStream::new();
+    };
+    if !input.input.generics.params.is_empty() || matches!(input.input.data, Data::Union(_)) {
+        // No impl is possible; still resolve the event type, so a wrong path is reported.
+        return quote! {
+            const _: ::core::marker::PhantomData<#event> = ::core::marker::PhantomData;
+        };
+    }
+    let name = &input.name;
+    quote! {
+        const _: () = {
+            #[automatically_derived]
+            impl ::eventsource::Aggregate for #ident {
+                type Event = #event;
+                const TYPE: &'static str = #name;
+                const SCHEMA_VERSION: u32 = 1;
+                fn apply_event(&mut self, _: &Self::Event) { ::core::unreachable!() }
+                fn to_snapshot(&self) -> ::eventsource::__private::serde_json::Result<::std::string::String> {
+                    ::core::unreachable!()
+                }
+                fn from_snapshot(_: &str) -> ::eventsource::__private::serde_json::Result<Self> {
+                    ::core::unreachable!()
+                }
             }
         };
     }

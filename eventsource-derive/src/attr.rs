@@ -6,7 +6,7 @@ use syn::meta::ParseNestedMeta;
 use syn::{Expr, ExprLit, Lit, LitStr};
 
 use crate::ctxt::Ctxt;
-use crate::symbol::{Symbol, list};
+use crate::symbol::{SYNONYMS, Symbol, list};
 
 /// One attribute key's value; a second occurrence is reported on its own span.
 pub struct Attr<'c, T> {
@@ -50,6 +50,13 @@ fn lit(meta: &ParseNestedMeta<'_>, attr: &str, key: Symbol) -> syn::Result<Lit> 
     let expr: Expr = meta.value()?.parse()?;
     match expr {
         Expr::Lit(ExprLit { lit, .. }) => Ok(lit),
+        Expr::Path(p) if p.path.get_ident().is_some() => Err(syn::Error::new_spanned(
+            &p,
+            format!(
+                "expected a literal for `{key}` in #[{attr}(...)]: did you mean `{key} = \"{}\"`, in quotes?",
+                p.path.to_token_stream()
+            ),
+        )),
         other => Err(syn::Error::new_spanned(
             other,
             format!("expected a literal for `{key}` in #[{attr}(...)]"),
@@ -90,6 +97,17 @@ pub fn parse_positive(
                 format!("`{key}` cannot be negative: expected {range}"),
             ));
         }
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) if s.value().trim().parse::<u64>().is_ok() => {
+            return Err(syn::Error::new(
+                s.span(),
+                format!(
+                    "expected an integer for `{key}`, not a string: write `{key} = {}` without quotes",
+                    s.value().trim()
+                ),
+            ));
+        }
         other => {
             return Err(syn::Error::new_spanned(
                 other,
@@ -115,19 +133,31 @@ pub fn parse_positive(
 
 /// The error for a key that the attribute does not accept, with a suggestion.
 pub fn unknown_key(meta: &ParseNestedMeta<'_>, attr: &str, keys: &[Symbol]) -> syn::Error {
+    unknown_key_in(meta, &format!("#[{attr}(...)]"), keys)
+}
+
+/// [`unknown_key`] for a key inside `place`, e.g. "`any(...)` of #[snapshot(...)]".
+pub fn unknown_key_in(meta: &ParseNestedMeta<'_>, place: &str, keys: &[Symbol]) -> syn::Error {
     let got = meta
         .path
         .get_ident()
         .map(ToString::to_string)
         .unwrap_or_else(|| meta.path.to_token_stream().to_string().replace(' ', ""));
-    let hint = keys
+    let synonym = SYNONYMS
         .iter()
-        .filter(|k| edit_distance(&got, k.0) <= 2)
-        .min_by_key(|k| edit_distance(&got, k.0))
-        .map(|k| format!("; did you mean `{}`?", k.0))
+        .find(|(word, key)| *word == got && keys.iter().any(|k| k.0 == key.0))
+        .map(|(_, key)| key.0);
+    let hint = synonym
+        .or_else(|| {
+            keys.iter()
+                .filter(|k| edit_distance(&got, k.0) <= 2)
+                .min_by_key(|k| edit_distance(&got, k.0))
+                .map(|k| k.0)
+        })
+        .map(|k| format!("; did you mean `{k}`?"))
         .unwrap_or_default();
     meta.error(format!(
-        "unknown key `{got}` in #[{attr}(...)], expected {}{hint}",
+        "unknown key `{got}` in {place}, expected {}{hint}",
         list(keys)
     ))
 }

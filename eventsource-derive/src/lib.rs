@@ -4,7 +4,9 @@
 mod aggregate;
 mod attr;
 mod ctxt;
+mod duration;
 mod event;
+mod snapshot;
 mod symbol;
 
 use proc_macro::TokenStream;

@@ -4,7 +4,7 @@ use std::fmt;
 
 use syn::{Ident, Path};
 
-#[derive(Copy, Clone)]
+#[derive(Copy, Clone, PartialEq, Eq)]
 pub struct Symbol(pub &'static str);
 
 pub const AGGREGATE: Symbol = Symbol("aggregate");
@@ -16,11 +16,59 @@ pub const VERSION: Symbol = Symbol("version");
 pub const SCHEMA_VERSION: Symbol = Symbol("schema_version");
 pub const THRESHOLD: Symbol = Symbol("threshold");
 pub const MODE: Symbol = Symbol("mode");
+pub const NEVER: Symbol = Symbol("never");
+
+// Snapshot triggers.
+pub const EVERY: Symbol = Symbol("every");
+pub const AFTER: Symbol = Symbol("after");
+pub const ON: Symbol = Symbol("on");
+pub const REPLAYED_OVER: Symbol = Symbol("replayed_over");
+pub const LOAD_SLOWER_THAN: Symbol = Symbol("load_slower_than");
+pub const ANY: Symbol = Symbol("any");
+pub const ALL: Symbol = Symbol("all");
+pub const STRATEGY: Symbol = Symbol("strategy");
 
 /// Keys accepted by `#[aggregate(...)]`.
 pub const AGGREGATE_KEYS: &[Symbol] = &[NAME, EVENT];
-/// Keys accepted by `#[snapshot(...)]`.
-pub const SNAPSHOT_KEYS: &[Symbol] = &[SCHEMA_VERSION, THRESHOLD, MODE];
+/// Keys accepted at the top level of `#[snapshot(...)]`.
+pub const SNAPSHOT_KEYS: &[Symbol] = &[
+    SCHEMA_VERSION,
+    MODE,
+    EVERY,
+    THRESHOLD,
+    AFTER,
+    ON,
+    REPLAYED_OVER,
+    LOAD_SLOWER_THAN,
+    ANY,
+    ALL,
+    STRATEGY,
+    NEVER,
+];
+/// Keys accepted inside `any(...)` and `all(...)`: the triggers.
+pub const TRIGGER_KEYS: &[Symbol] = &[
+    EVERY,
+    THRESHOLD,
+    AFTER,
+    ON,
+    REPLAYED_OVER,
+    LOAD_SLOWER_THAN,
+    ANY,
+    ALL,
+    STRATEGY,
+];
+/// Keys of `#[snapshot(...)]` that are not triggers, so only belong at its top level.
+pub const TOP_LEVEL_ONLY: &[Symbol] = &[SCHEMA_VERSION, MODE, NEVER];
+/// Words a user may reach for, and the key that means it.
+pub const SYNONYMS: &[(&str, Symbol)] = &[
+    ("or", ANY),
+    ("and", ALL),
+    ("every_n_events", EVERY),
+    ("interval", AFTER),
+    ("on_events", ON),
+    ("events", ON),
+    ("version", SCHEMA_VERSION),
+];
 /// Keys accepted by `#[event(...)]`.
 pub const EVENT_KEYS: &[Symbol] = &[NAME, VERSION];
 

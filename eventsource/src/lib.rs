@@ -122,9 +122,9 @@ pub mod __private {
     };
 
     /// `#[snapshot(strategy = ...)]`: the bound on `SnapshotStrategy` reads as advice when
-    /// the expression is not a strategy.
-    pub fn user_strategy<S: SnapshotStrategy + 'static>(strategy: S) -> S {
-        strategy
+    /// the expression is not a strategy, and the box keeps it from being reported twice.
+    pub fn user_strategy<S: SnapshotStrategy + 'static>(strategy: S) -> Box<dyn SnapshotStrategy> {
+        Box::new(strategy)
     }
 
     /// `true` if `name` is one of `event_types`, or if `event_types` is empty (the

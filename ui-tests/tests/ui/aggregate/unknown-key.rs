@@ -1,0 +1,8 @@
+use eventsource::Aggregate;
+use eventsource_ui_tests::OrderEvent;
+
+#[derive(Aggregate, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[aggregate(event = OrderEvent, nmae = "Order")]
+struct Order;
+
+fn main() {}

@@ -1,0 +1,6 @@
+use eventsource::DomainEvent;
+
+#[derive(DomainEvent, Clone)]
+enum OrderEvent {}
+
+fn main() {}

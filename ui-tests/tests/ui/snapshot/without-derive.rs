@@ -1,0 +1,5 @@
+#[derive(Clone, Default)]
+#[snapshot(schema_version = 1, every = 100)]
+struct Order;
+
+fn main() {}
