@@ -99,7 +99,56 @@ pub use eventsource_derive::DomainEvent;
 /// the event enum; `#[snapshot(schema_version = 1, threshold = 100, mode = "background")]`
 /// declares the snapshot policy (without it, snapshots are manual only and the schema
 /// version is 1). The state must implement `Default`, `Clone`, `Serialize` and
-/// `Deserialize`.
+/// `Deserialize`; it may be a struct of any shape or an enum.
+///
+/// # `#[snapshot(...)]`
+///
+/// | Key | Example | Meaning |
+/// |---|---|---|
+/// | `schema_version` | `schema_version = 2` | required; the version of the state's JSON form |
+/// | `mode` | `mode = "background"` | `"sync"` (default), `"background"` or `"manual"` |
+/// | `every` / `threshold` | `every = 100` | [`EveryNEvents`](snapshot::EveryNEvents) |
+/// | `after` | `after = "1h30m"` | [`TimeSinceSnapshot`](snapshot::TimeSinceSnapshot); units `ms`, `s`, `m`, `h`, `d` |
+/// | `on` | `on(OrderSubmitted, "order.closed")` | [`OnEvents`](snapshot::OnEvents), names checked at compile time |
+/// | `replayed_over` | `replayed_over = 500` | [`CostlyLoad::replayed_over`](snapshot::CostlyLoad::replayed_over) |
+/// | `load_slower_than` | `load_slower_than = "200ms"` | [`CostlyLoad::slower_than`](snapshot::CostlyLoad::slower_than) |
+/// | `any` / `all` | `all(every = 10, on(OrderSubmitted))` | [`AnyOf`](snapshot::AnyOf) / [`AllOf`](snapshot::AllOf) of the triggers inside |
+/// | `strategy` | `strategy = my_strategy()` | any expression of a type implementing [`SnapshotStrategy`] |
+/// | `never` | `never` | [`Never`](snapshot::Never): no automatic snapshot |
+///
+/// Top-level triggers combine with "or". Mistakes (an unknown key, a zero threshold, a
+/// bad duration, an event the enum does not have, a trigger with `mode = "manual"`, ...)
+/// are compile errors on the offending token, all reported in one build.
+///
+/// ```
+/// use eventsource::{Aggregate, Apply, DomainEvent};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Clone, Serialize, Deserialize)]
+/// pub struct ItemAdded;
+/// #[derive(Clone, Serialize, Deserialize)]
+/// pub struct OrderSubmitted;
+///
+/// #[derive(DomainEvent, Clone)]
+/// pub enum OrderEvent {
+///     ItemAdded(ItemAdded),
+///     Submitted(OrderSubmitted),
+/// }
+///
+/// #[derive(Aggregate, Clone, Default, Serialize, Deserialize)]
+/// #[aggregate(name = "Order", event = OrderEvent)]
+/// #[snapshot(schema_version = 1, mode = "background", every = 100, any(after = "1h", on(OrderSubmitted)))]
+/// pub struct Order {
+///     items: u32,
+/// }
+/// # impl Apply<ItemAdded> for Order { fn apply(&mut self, _: &ItemAdded) { self.items += 1; } }
+/// # impl Apply<OrderSubmitted> for Order { fn apply(&mut self, _: &OrderSubmitted) {} }
+///
+/// assert_eq!(
+///     Order::snapshot_policy().to_string(),
+///     "background: every 100 events or 1h since last snapshot or on OrderSubmitted"
+/// );
+/// ```
 pub use eventsource_derive::Aggregate;
 
 /// The names most programs need: `use eventsource::prelude::*;`.
