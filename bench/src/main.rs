@@ -72,6 +72,7 @@ struct Plan {
     rounds: Vec<(u64, usize)>,
     filler: (u64, u64),
     save_rounds: usize,
+    snapshot_rounds: usize,
     rss_events: u64,
     writers: usize,
     cycles: u64,
@@ -86,6 +87,7 @@ impl Plan {
                 rounds: vec![(100, 5), (1_000, 5)],
                 filler: (300, 20),
                 save_rounds: 5,
+                snapshot_rounds: 5,
                 rss_events: 20_000,
                 writers: 8,
                 cycles: 10,
@@ -97,6 +99,7 @@ impl Plan {
                 rounds: vec![(100, 21), (1_000, 21), (10_000, 15), (100_000, 9)],
                 filler: (10_000, 20),
                 save_rounds: 41,
+                snapshot_rounds: 31,
                 rss_events: 1_000_000,
                 writers: 8,
                 cycles: 150,
@@ -266,12 +269,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     // --- loads ---------------------------------------------------------------------
+    // Full replays: one interleaved group per history length. Snapshot loads: one group
+    // for all lengths, so that the 100,000-event figure is taken under the same
+    // conditions as the 1,000-event one (not right after full replays of 100,000 rows).
     let mut loads = Vec::new();
+    let mut snapshot_cases = Vec::new();
     for (stream, &(_, rounds)) in big.iter().zip(&plan.rounds) {
-        eprintln!("loads: {} events", stream.n);
-        let cases = suite::load_cases(&backends, peers.as_ref(), stream.id, stream.n);
-        loads.extend(suite::interleaved(cases, 1, rounds).await?);
+        eprintln!("full replays: {} events", stream.n);
+        let (snapshot, full): (Vec<_>, Vec<_>) =
+            suite::load_cases(&backends, peers.as_ref(), stream.id, stream.n)
+                .into_iter()
+                .partition(|case| case.key.what == "load-snapshot");
+        snapshot_cases.extend(snapshot);
+        loads.extend(suite::interleaved(full, 1, rounds).await?);
     }
+    eprintln!("snapshot loads");
+    loads.extend(suite::interleaved(snapshot_cases, 1, plan.snapshot_rounds).await?);
 
     // --- saves ---------------------------------------------------------------------
     eprintln!("saves");
@@ -356,6 +369,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         filler: plan.filler,
         rounds: plan.rounds.clone(),
         save_rounds: plan.save_rounds,
+        snapshot_rounds: plan.snapshot_rounds,
         loads,
         saves,
         throughput,

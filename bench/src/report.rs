@@ -37,6 +37,8 @@ pub struct Report {
     pub rounds: Vec<(u64, usize)>,
     /// Timed rounds of the saves.
     pub save_rounds: usize,
+    /// Timed rounds of the snapshot loads.
+    pub snapshot_rounds: usize,
     /// Load samples.
     pub loads: Vec<Samples>,
     /// Save samples.
@@ -618,9 +620,11 @@ impl Report {
                not the code under test.\n\
              - PostgreSQL on loopback with `sslmode=disable`; SQLite is a file in WAL mode with \
                `synchronous = NORMAL`. eventsource's stores share the benchmark's pools.\n\
-             - For each history length all cases run interleaved, round after round, in a rotated order; \
-               every timed run is preceded by an untimed run of the same case (re-warm after another case's \
-               big read), after one untimed warm-up round. Timed rounds: {}; saves: {}.\n\
+             - Cases run in interleaved groups, round after round, in a rotated order; every timed run is \
+               preceded by an untimed run of the same case (re-warm after another case's big read), after \
+               one untimed warm-up round. Full replays: one group per history length, timed rounds {}. \
+               Snapshot loads: one group holding every history length, so that they are compared under \
+               the same conditions, {} timed rounds. Saves: one group, {} timed rounds.\n\
              - Every timed run checks its result: version reached, state folded, and for snapshot loads that \
                at most 99 events were replayed — which is how we know cqrs-es really loads from its snapshot \
                (it silently replays everything when its snapshot does not decode). eventsource reports \
@@ -632,6 +636,7 @@ impl Report {
             fmt_n(self.filler.0),
             self.filler.1,
             rounds.join(", "),
+            self.snapshot_rounds,
             self.save_rounds
         );
     }
