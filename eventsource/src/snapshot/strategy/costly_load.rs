@@ -26,6 +26,52 @@ use super::{SnapshotContext, SnapshotStrategy};
 /// assert!(costly.should_snapshot(&SnapshotContext::new(1200, 1201).with_load(&load)));
 /// assert_eq!(costly.to_string(), "load replayed over 500 events");
 /// ```
+///
+/// Through a repository: an aggregate saved for years without snapshots gets one on the
+/// first save after a costly load.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use eventsource::prelude::*;
+/// # use eventsource::snapshot::CostlyLoad;
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Clone, Serialize, Deserialize)]
+/// # pub struct Ticked;
+/// # #[derive(DomainEvent, Clone)]
+/// # pub enum ClockEvent { Ticked(Ticked) }
+/// # #[derive(Aggregate, Clone, Default, Serialize, Deserialize)]
+/// # #[aggregate(name = "Clock", event = ClockEvent)]
+/// # pub struct Clock { ticks: u64 }
+/// # impl Apply<Ticked> for Clock { fn apply(&mut self, _: &Ticked) { self.ticks += 1; } }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> eventsource::Result<()> {
+/// let events = Arc::new(InMemoryEventStore::new());
+/// let snapshots = Arc::new(InMemorySnapshotStore::new());
+/// let id = uuid::Uuid::new_v4();
+///
+/// // 600 events stored without any snapshot.
+/// let old = AggregateRepository::<Clock>::new(events.clone());
+/// let mut clock = old.create_new(id);
+/// (0..600).for_each(|_| clock.record(Ticked));
+/// old.save(&mut clock).await?;
+///
+/// let repo = AggregateRepository::<Clock>::builder(events)
+///     .snapshot_store(snapshots.clone())
+///     .strategy(CostlyLoad::replayed_over(500))
+///     .build()?;
+/// let mut clock = repo.load(id).await?; // replays 600 events
+/// clock.record(Ticked);
+/// repo.save(&mut clock).await?; // costly: a snapshot at 601
+/// let snapshot = snapshots.get("Clock", id).await?.expect("a snapshot");
+/// assert_eq!(snapshot.version, 601);
+///
+/// clock.record(Ticked);
+/// repo.save(&mut clock).await?; // the same root is not due again
+/// assert_eq!(snapshots.get("Clock", id).await?.unwrap().version, 601);
+/// assert_eq!(repo.load(id).await?.load_history().events_replayed, 1);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CostlyLoad {
     replayed_over: Option<u64>,
