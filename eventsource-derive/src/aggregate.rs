@@ -190,24 +190,21 @@ fn generate(input: &Input<'_>) -> TokenStream {
 }
 
 /// `#[snapshot(on(Name))]`: a const assertion that the event enum has an event stored
-/// as `Name`, evaluated at compile time and reported on the name.
+/// as `Name`, evaluated at compile time and reported on the name with the valid names.
 fn check_event_name(event: &Path, n: &snapshot::EventName) -> TokenStream {
     let value = &n.value;
     let enum_name = event.to_token_stream().to_string().replace(' ', "");
-    let message = format!(
-        "#[snapshot(on(...))] names `{}`, but `{}` has no event stored under that name; use the name of one of its variants' event types, or the name given by #[event(name = \"...\")]",
-        value, enum_name
-    )
-    .replace('{', "{{")
-    .replace('}', "}}");
+    let prefix = format!("#[snapshot(on(...))]: `{value}` is not an event of `{enum_name}`");
     quote_spanned! {n.span=>
-        const _: () = ::core::assert!(
-            ::eventsource::__private::has_event_type(
-                <#event as ::eventsource::DomainEvent>::EVENT_TYPES,
-                #value,
-            ),
-            #message,
-        );
+        const _: () = {
+            const EVENT_TYPES: &[&str] = <#event as ::eventsource::DomainEvent>::EVENT_TYPES;
+            if !::eventsource::__private::has_event_type(EVENT_TYPES, #value) {
+                ::core::panic!(
+                    "{}",
+                    ::eventsource::__private::unknown_event_message(#prefix, EVENT_TYPES).as_str()
+                );
+            }
+        };
     }
 }
 

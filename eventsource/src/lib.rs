@@ -193,6 +193,67 @@ pub mod __private {
         false
     }
 
+    /// The compile-time error of `#[snapshot(on(name))]` for a name that is not one of
+    /// `event_types`: `prefix`, then the names it could have been.
+    pub const fn unknown_event_message(prefix: &str, event_types: &[&str]) -> ConstMessage {
+        let mut m = ConstMessage::new().push(prefix);
+        let mut i = 0;
+        while i < event_types.len() {
+            m = m.push(if i == 0 { "; expected one of: " } else { ", " });
+            m = m.push(event_types[i]);
+            i += 1;
+        }
+        m
+    }
+
+    /// A message assembled at compile time (const code cannot format), truncated with
+    /// "..." at a whole piece if too long.
+    pub struct ConstMessage {
+        buf: [u8; 1024],
+        len: usize,
+        full: bool,
+    }
+
+    impl ConstMessage {
+        const ELLIPSIS: &'static str = "...";
+
+        const fn new() -> Self {
+            ConstMessage {
+                buf: [0; 1024],
+                len: 0,
+                full: false,
+            }
+        }
+
+        const fn push(mut self, piece: &str) -> Self {
+            if self.full {
+                return self;
+            }
+            let piece = if self.len + piece.len() + Self::ELLIPSIS.len() <= self.buf.len() {
+                piece
+            } else {
+                self.full = true;
+                Self::ELLIPSIS
+            };
+            let bytes = piece.as_bytes();
+            let mut i = 0;
+            while i < bytes.len() {
+                self.buf[self.len] = bytes[i];
+                self.len += 1;
+                i += 1;
+            }
+            self
+        }
+
+        /// The message so far.
+        pub const fn as_str(&self) -> &str {
+            match ::core::str::from_utf8(self.buf.split_at(self.len).0) {
+                Ok(s) => s,
+                Err(_) => "",
+            }
+        }
+    }
+
     const fn str_eq(a: &str, b: &str) -> bool {
         let (a, b) = (a.as_bytes(), b.as_bytes());
         if a.len() != b.len() {
@@ -245,6 +306,30 @@ pub mod __private {
     impl<T: serde::de::DeserializeOwned> SnapshotDeserialize for T {
         fn __from_json(json: &str) -> serde_json::Result<Self> {
             serde_json::from_str(json)
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn event_names_are_compared_exactly() {
+            assert!(has_event_type(&["A", "Bc"], "Bc"));
+            assert!(!has_event_type(&["A", "Bc"], "B"));
+            assert!(!has_event_type(&["A", "Bc"], "bc"));
+            assert!(has_event_type(&[], "anything"));
+        }
+
+        #[test]
+        fn messages_list_the_names_and_truncate_whole() {
+            let m = unknown_event_message("`X` is not an event", &["A", "B"]);
+            assert_eq!(m.as_str(), "`X` is not an event; expected one of: A, B");
+            let long = ["x".repeat(600), "y".repeat(600)];
+            let names = [long[0].as_str(), long[1].as_str()];
+            let m = unknown_event_message("p", &names);
+            assert!(m.as_str().ends_with("x, ..."));
+            assert!(m.as_str().len() <= 1024);
         }
     }
 }
