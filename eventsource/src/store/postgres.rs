@@ -9,9 +9,10 @@
 //! for every row. Queries into payloads still work on `json` (`payload ->> 'field'`,
 //! expression indexes); only containment operators and GIN indexes need `jsonb`.
 //!
-//! An append is one transaction of two statements: the stream's head is read, then all
-//! events are inserted by one `INSERT ... SELECT ... FROM UNNEST(...)`, whatever their
-//! number. Two writers that read the same head clash on the unique
+//! An append is one statement, so one transaction and one round trip, whatever the
+//! number of events: it reads the stream's head and, if that is the expected version,
+//! inserts the whole batch after it with `INSERT ... SELECT ... FROM UNNEST(...)`. Two
+//! writers that read the same head clash on the unique
 //! `(aggregate_type, aggregate_id, version)` constraint; the loser gets
 //! [`Error::Conflict`] and nothing of its batch is stored.
 //!
@@ -96,6 +97,12 @@ impl PostgresEventStore {
         expected: ExpectedVersion,
         events: &[NewEvent],
     ) -> Result<Error> {
+        let mut batch = HashSet::with_capacity(events.len());
+        for event in events {
+            if !batch.insert(event.event_id) {
+                return Ok(duplicate(aggregate_type, aggregate_id, event.event_id));
+            }
+        }
         let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
         let stored: Vec<Uuid> =
             sqlx::query_scalar("SELECT event_id FROM events WHERE event_id = ANY($1)")
@@ -161,15 +168,25 @@ fn corrupt(aggregate: String, message: String) -> Error {
     }
 }
 
-/// The whole batch in one statement: one array per column, unnested into rows.
-const INSERT_SQL: &str = "INSERT INTO events (event_id, aggregate_id, aggregate_type, version, \
-     event_type, event_version, payload, metadata, occurred_at) \
-     SELECT e.event_id, $1, $2, e.version, e.event_type, e.event_version, e.payload::json, \
-     e.metadata::json, e.occurred_at \
-     FROM UNNEST($3::uuid[], $4::bigint[], $5::text[], $6::integer[], $7::text[], $8::text[], \
-     $9::timestamptz[]) \
-     AS e(event_id, version, event_type, event_version, payload, metadata, occurred_at) \
-     ORDER BY e.version";
+/// The whole append in one statement: the stream's head is read, and if it is the
+/// expected version (`$3`, `NULL` for any), the batch (one array per column, unnested in
+/// order) is inserted after it. Returns the head and how many rows were inserted.
+const APPEND_SQL: &str = "WITH head AS ( \
+         SELECT COALESCE(MAX(version), 0)::bigint AS version FROM events \
+         WHERE aggregate_type = $1 AND aggregate_id = $2 \
+     ), inserted AS ( \
+         INSERT INTO events (event_id, aggregate_id, aggregate_type, version, event_type, \
+         event_version, payload, metadata, occurred_at) \
+         SELECT e.event_id, $2, $1, head.version + e.n, e.event_type, e.event_version, \
+         e.payload::json, e.metadata::json, e.occurred_at \
+         FROM head, UNNEST($4::uuid[], $5::text[], $6::integer[], $7::text[], $8::text[], \
+         $9::timestamptz[]) WITH ORDINALITY \
+         AS e(event_id, event_type, event_version, payload, metadata, occurred_at, n) \
+         WHERE $3::bigint IS NULL OR head.version = $3::bigint \
+         ORDER BY e.n \
+         RETURNING 1 \
+     ) \
+     SELECT head.version, (SELECT COUNT(*) FROM inserted) FROM head";
 
 /// `read_stream`: the columns [`event_ref`] reads, in its order.
 const READ_STREAM_SQL: &str = "SELECT position, event_id, version, event_type, event_version, \
@@ -275,32 +292,14 @@ impl EventStore for PostgresEventStore {
         expected: ExpectedVersion,
         events: &[NewEvent],
     ) -> Result<u64> {
-        if events.is_empty() {
-            let current = head(&self.pool, aggregate_type, aggregate_id).await?;
-            return match expected {
-                ExpectedVersion::Exact(v) if v != current => {
-                    Err(conflict(aggregate_type, aggregate_id, expected, current))
-                }
-                _ => Ok(current),
-            };
-        }
-        let mut tx = self.pool.begin().await.map_err(Error::backend)?;
-        let current = head(&mut *tx, aggregate_type, aggregate_id).await?;
-        if let ExpectedVersion::Exact(v) = expected
-            && v != current
-        {
-            return Err(conflict(aggregate_type, aggregate_id, expected, current));
-        }
-        let mut batch = HashSet::with_capacity(events.len());
-        for event in events {
-            if !batch.insert(event.event_id) {
-                return Err(duplicate(aggregate_type, aggregate_id, event.event_id));
-            }
-        }
-
+        let expected_param = match expected {
+            ExpectedVersion::Any => None,
+            ExpectedVersion::Exact(v) => Some(i64::try_from(v).map_err(|_| {
+                Error::invalid_input(format!("expected version {v} does not fit in a bigint"))
+            })?),
+        };
         let n = events.len();
-        let (mut ids, mut versions, mut types, mut type_versions) = (
-            Vec::with_capacity(n),
+        let (mut ids, mut types, mut type_versions) = (
             Vec::with_capacity(n),
             Vec::with_capacity(n),
             Vec::with_capacity(n),
@@ -310,13 +309,8 @@ impl EventStore for PostgresEventStore {
             Vec::with_capacity(n),
             Vec::with_capacity(n),
         );
-        let mut version = current;
         for event in events {
-            version += 1;
             ids.push(event.event_id);
-            versions.push(i64::try_from(version).map_err(|_| {
-                Error::invalid_input(format!("version {version} does not fit in a bigint"))
-            })?);
             types.push(event.event_type.as_str());
             type_versions.push(i32::try_from(event.event_version).map_err(|_| {
                 Error::invalid_input(format!(
@@ -328,28 +322,42 @@ impl EventStore for PostgresEventStore {
             metadata.push(event.metadata.to_json());
             occurred.push(event.occurred_at);
         }
-        let inserted = sqlx::query(INSERT_SQL)
-            .bind(aggregate_id)
+        let outcome: std::result::Result<(i64, i64), sqlx::Error> = sqlx::query_as(APPEND_SQL)
             .bind(aggregate_type)
+            .bind(aggregate_id)
+            .bind(expected_param)
             .bind(&ids)
-            .bind(&versions)
             .bind(&types)
             .bind(&type_versions)
             .bind(&payloads)
             .bind(&metadata)
             .bind(&occurred)
-            .execute(&mut *tx)
+            .fetch_one(&self.pool)
             .await;
-        match inserted {
-            Ok(_) => {
-                tx.commit().await.map_err(Error::backend)?;
-                Ok(version)
+        match outcome {
+            Ok((head, inserted)) => {
+                let head = u64::try_from(head).map_err(|_| Error::CorruptRow {
+                    table: "events",
+                    aggregate: format!("{aggregate_type}/{aggregate_id}"),
+                    message: format!("negative version {head}"),
+                })?;
+                if let ExpectedVersion::Exact(v) = expected
+                    && v != head
+                {
+                    return Err(conflict(aggregate_type, aggregate_id, expected, head));
+                }
+                if inserted != n as i64 {
+                    return Err(Error::backend(format!(
+                        "appending to {aggregate_type}/{aggregate_id}: \
+                         {inserted} of {n} events inserted"
+                    )));
+                }
+                Ok(head + n as u64)
             }
             Err(e)
                 if e.as_database_error()
                     .is_some_and(|d| d.is_unique_violation()) =>
             {
-                tx.rollback().await.map_err(Error::backend)?;
                 Err(self
                     .explain_unique_violation(aggregate_type, aggregate_id, expected, events)
                     .await?)
