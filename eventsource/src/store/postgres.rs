@@ -21,8 +21,10 @@
 //! in one statement, one round trip.
 //!
 //! Global positions come from a sequence: they increase in the order events are inserted,
-//! but a refused append leaves a gap, and transactions that overlap can commit out of
-//! position order.
+//! but a refused append leaves a gap, and two appends that overlap in time can commit out
+//! of position order. A reader that follows [`read_all`](EventStore::read_all) page after
+//! page can therefore pass a position whose event becomes visible a moment later; such a
+//! reader should re-read the last few positions, or stay a little behind the head.
 
 use std::collections::HashSet;
 
