@@ -288,6 +288,8 @@ pub mod __private {
         fn __to_json(&self) -> serde_json::Result<String>;
     }
 
+    // Report the missing `SnapshotSerialize` (worded above), not serde's bound.
+    #[diagnostic::do_not_recommend]
     impl<T: serde::Serialize> SnapshotSerialize for T {
         fn __to_json(&self) -> serde_json::Result<String> {
             serde_json::to_string(self)
@@ -303,6 +305,7 @@ pub mod __private {
         fn __from_json(json: &str) -> serde_json::Result<Self>;
     }
 
+    #[diagnostic::do_not_recommend]
     impl<T: serde::de::DeserializeOwned> SnapshotDeserialize for T {
         fn __from_json(json: &str) -> serde_json::Result<Self> {
             serde_json::from_str(json)
