@@ -355,6 +355,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None => machine.push("PostgreSQL: not reached".to_owned()),
     }
     machine.push("peers: cqrs-es 0.5.0 + postgres-es 0.5.0 and esrs 0.18.0 (sqlx 0.8.6); eventsource and the floor use sqlx 0.9.0".to_owned());
+    machine.push(source_revision());
     let command = if args.quick {
         "cargo run -p eventsource-bench --release -- --quick".to_owned()
     } else {
@@ -423,4 +424,41 @@ fn machine_description() -> Vec<String> {
         format!("{model}; nproc = {cores}{memory}; shared with other builds during the run"),
         format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
     ]
+}
+
+/// The commit the benchmark was built from, and any uncommitted change to the code it runs.
+fn source_revision() -> String {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(&root)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim_end().to_owned())
+    };
+    let Some(head) = git(&["rev-parse", "--short", "HEAD"]) else {
+        return "source: not a git checkout".to_owned();
+    };
+    let dirty = git(&[
+        "status",
+        "--porcelain",
+        "--",
+        "eventsource",
+        "eventsource-derive",
+        "migrations",
+        "bench",
+    ])
+    .unwrap_or_default();
+    let changed: Vec<&str> = dirty.lines().map(|l| l.get(3..).unwrap_or(l)).collect();
+    if changed.is_empty() {
+        format!("source: commit {head}")
+    } else {
+        format!(
+            "source: commit {head}, with uncommitted changes to {}",
+            changed.join(", ")
+        )
+    }
 }
