@@ -145,7 +145,34 @@ pub struct EventRef<'a> {
     pub occurred_at: DateTime<Utc>,
 }
 
+/// The part of a stored event that rebuilding an aggregate needs, borrowed from the
+/// store's buffer.
+///
+/// Loads read only these columns: the envelope (ids, position, metadata, time) stays in
+/// the store, which keeps a long replay close to the cost of decoding the payloads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamEvent<'a> {
+    /// Version of the aggregate after this event.
+    pub version: u64,
+    /// Stored name of the event type.
+    pub event_type: &'a str,
+    /// Schema version of the event type.
+    pub event_version: u32,
+    /// The payload as JSON text.
+    pub payload: &'a str,
+}
+
 impl EventRef<'_> {
+    /// The part of the event a load needs.
+    pub fn stream_event(&self) -> StreamEvent<'_> {
+        StreamEvent {
+            version: self.version,
+            event_type: self.event_type,
+            event_version: self.event_version,
+            payload: self.payload,
+        }
+    }
+
     /// Copies the event out of the store's buffer, parsing its metadata.
     pub fn to_recorded(&self) -> crate::Result<RecordedEvent> {
         let metadata = parse_metadata(self.metadata).map_err(|e| crate::Error::CorruptRow {

@@ -70,7 +70,7 @@ pub mod store;
 
 pub use aggregate::{Aggregate, Apply, Dispatch, IntoEvents};
 pub use error::{BoxError, Error, Result};
-pub use event::{DomainEvent, EventMetadata, EventRef, NewEvent, RecordedEvent};
+pub use event::{DomainEvent, EventMetadata, EventRef, NewEvent, RecordedEvent, StreamEvent};
 pub use repository::{AggregateRepository, DEFAULT_MAX_BACKGROUND_SNAPSHOTS, RepositoryBuilder};
 pub use root::{AggregateRoot, LoadHistory, Uncommitted};
 pub use snapshot::{

@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use crate::aggregate::Aggregate;
 use crate::error::{Error, Result};
-use crate::event::{DomainEvent, EventRef};
+use crate::event::{DomainEvent, StreamEvent};
 use crate::root::AggregateRoot;
 use crate::snapshot::Snapshot;
 use crate::store::LoadVisitor;
@@ -111,7 +111,7 @@ impl<A: Aggregate> LoadVisitor for Loader<A> {
         }
     }
 
-    fn event(&mut self, e: EventRef<'_>) -> Result<()> {
+    fn event(&mut self, e: StreamEvent<'_>) -> Result<()> {
         if let Anchor::Expected(version) = self.anchor {
             // Reading from the snapshot's own version proves the stream reaches it,
             // without a second round trip.
@@ -122,16 +122,17 @@ impl<A: Aggregate> LoadVisitor for Loader<A> {
             self.anchor = Anchor::Found;
             return Ok(());
         }
-        let event = A::Event::from_payload(e.event_type, e.event_version, e.payload).map_err(
-            |source| Error::EventDecode {
-                aggregate_type: A::TYPE.to_owned(),
-                aggregate_id: e.aggregate_id,
-                version: e.version,
-                event_type: e.event_type.to_owned(),
-                event_version: e.event_version,
-                source,
-            },
-        )?;
+        let event =
+            A::Event::from_payload(e.event_type, e.event_version, e.payload).map_err(|source| {
+                Error::EventDecode {
+                    aggregate_type: A::TYPE.to_owned(),
+                    aggregate_id: self.root.id(),
+                    version: e.version,
+                    event_type: e.event_type.to_owned(),
+                    event_version: e.event_version,
+                    source,
+                }
+            })?;
         self.root.apply_stored(e.version, &event)?;
         self.applied += 1;
         Ok(())

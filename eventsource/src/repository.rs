@@ -19,7 +19,7 @@ use crate::snapshot::{
     EveryNEvents, Snapshot, SnapshotContext, SnapshotMode, SnapshotPolicy, SnapshotStore,
     SnapshotStrategy,
 };
-use crate::store::{EventStore, ExpectedVersion, LoadVisitor};
+use crate::store::{EventStore, ExpectedVersion};
 
 /// Default bound on background snapshot writes running at once.
 pub const DEFAULT_MAX_BACKGROUND_SNAPSHOTS: usize = 4;
@@ -286,18 +286,11 @@ impl<A: Aggregate> AggregateRepository<A> {
     /// usable one.
     async fn read(&self, id: Uuid, use_snapshot: bool) -> Result<Loaded<A>> {
         let mut loader = Loader::<A>::new(id);
-        let read = match &self.snapshots {
-            Some(snapshots) if use_snapshot => {
-                self.events
-                    .read_from_snapshot(snapshots.as_ref(), A::TYPE, id, &mut loader)
-                    .await
-            }
-            _ => {
-                self.events
-                    .read_stream(A::TYPE, id, 1, &mut |e| loader.event(e))
-                    .await
-            }
-        };
+        let snapshots = self.snapshots.as_deref().filter(|_| use_snapshot);
+        let read = self
+            .events
+            .read_aggregate(snapshots, A::TYPE, id, &mut loader)
+            .await;
         loader.finish(read)
     }
 

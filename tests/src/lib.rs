@@ -124,7 +124,7 @@ macro_rules! conformance_tests {
             snapshot_awkward_type_names,
         );
         $crate::conformance_tests!(@both $fixture;
-            read_from_snapshot,
+            read_aggregate,
         );
     };
     (@events $fixture:path; $($name:ident),* $(,)?) => {$(

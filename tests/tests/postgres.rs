@@ -75,7 +75,7 @@ async fn migrations_are_idempotent_and_keep_their_own_history() {
     store.close().await;
 }
 
-/// Records what `read_from_snapshot` hands over; starts after a snapshot it gets.
+/// Records what `read_aggregate` hands over; starts after a snapshot it gets.
 #[derive(Default)]
 struct Recorder {
     found: Option<eventsource::Result<Option<eventsource::Snapshot>>>,
@@ -92,7 +92,7 @@ impl eventsource::LoadVisitor for Recorder {
         from
     }
 
-    fn event(&mut self, event: eventsource::EventRef<'_>) -> eventsource::Result<()> {
+    fn event(&mut self, event: eventsource::StreamEvent<'_>) -> eventsource::Result<()> {
         self.versions.push(event.version);
         Ok(())
     }
@@ -102,7 +102,7 @@ impl eventsource::LoadVisitor for Recorder {
 /// (snapshot store on another pool) agree, including on a snapshot that does not
 /// decode: the visitor gets the error and the whole stream follows.
 #[tokio::test]
-async fn read_from_snapshot_on_one_pool_or_two() {
+async fn read_aggregate_on_one_pool_or_two() {
     let Some(url) = database_url() else { return };
     let store = PostgresEventStore::connect(&url).await.expect("connect");
     let same_pool = PostgresSnapshotStore::new(store.pool().clone());
@@ -129,7 +129,7 @@ async fn read_from_snapshot_on_one_pool_or_two() {
     for snapshots in [&same_pool, &other_pool] {
         let mut r = Recorder::default();
         let n = store
-            .read_from_snapshot(snapshots, &ty, id, &mut r)
+            .read_aggregate(Some(snapshots), &ty, id, &mut r)
             .await
             .expect("read");
         assert!(matches!(&r.found, Some(Ok(Some(s))) if s.version == 2));
@@ -147,7 +147,7 @@ async fn read_from_snapshot_on_one_pool_or_two() {
     for snapshots in [&same_pool, &other_pool] {
         let mut r = Recorder::default();
         let n = store
-            .read_from_snapshot(snapshots, &ty, id, &mut r)
+            .read_aggregate(Some(snapshots), &ty, id, &mut r)
             .await
             .expect("read");
         assert!(

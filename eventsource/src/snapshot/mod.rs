@@ -88,7 +88,7 @@ pub trait SnapshotStore: Send + Sync + fmt::Debug {
 
     /// The concrete store, so that an event store of the same backend can recognise it
     /// and read a snapshot and its events in one round trip
-    /// (see [`EventStore::read_from_snapshot`](crate::EventStore::read_from_snapshot)).
+    /// (see [`EventStore::read_aggregate`](crate::EventStore::read_aggregate)).
     /// `None` (the default) keeps the generic two-read path.
     fn as_any(&self) -> Option<&dyn std::any::Any> {
         None

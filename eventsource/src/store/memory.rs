@@ -102,6 +102,9 @@ impl EventStore for InMemoryEventStore {
                 actual: current,
             });
         }
+        if events.is_empty() {
+            return Ok(current);
+        }
         let mut batch = HashSet::with_capacity(events.len());
         for e in events {
             if log.ids.contains(&e.event_id) || !batch.insert(e.event_id) {

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use crate::error::Result;
-use crate::event::{EventRef, NewEvent, RecordedEvent};
+use crate::event::{EventRef, NewEvent, RecordedEvent, StreamEvent};
 use crate::snapshot::{Snapshot, SnapshotStore};
 
 mod memory;
@@ -90,31 +90,37 @@ pub trait EventStore: Send + Sync + fmt::Debug {
     /// Up to `limit` events of every stream with `position >= from_position`, in global order.
     async fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>>;
 
-    /// Reads an aggregate's snapshot from `snapshots`, lets `visitor` decide where the
-    /// stream starts, then streams the events from there into `visitor`. Returns how many
-    /// events were visited.
+    /// Reads what rebuilding an aggregate needs: its snapshot from `snapshots` (when
+    /// given), which `visitor` judges and answers with the version the stream starts at,
+    /// then the events from there. Returns how many events were visited.
     ///
-    /// The default does two reads (snapshot, then events). A backend whose snapshots live
-    /// in the same database overrides it to read both in one round trip, recognising its
-    /// sibling store through [`SnapshotStore::as_any`]; it must behave exactly like the
-    /// default.
-    async fn read_from_snapshot(
+    /// Without a snapshot store the stream starts at version 1 and the visitor's
+    /// [`snapshot`](LoadVisitor::snapshot) is not called.
+    ///
+    /// The default does it with [`SnapshotStore::get`] and [`read_stream`](Self::read_stream).
+    /// Backends override it to read only the columns a load needs, and, when the
+    /// snapshots live in the same database (recognised through
+    /// [`SnapshotStore::as_any`]), to read the snapshot and its events in one round trip.
+    /// An override must behave exactly like the default.
+    async fn read_aggregate(
         &self,
-        snapshots: &dyn SnapshotStore,
+        snapshots: Option<&dyn SnapshotStore>,
         aggregate_type: &str,
         aggregate_id: Uuid,
         visitor: &mut dyn LoadVisitor,
     ) -> Result<u64> {
-        let found = snapshots.get(aggregate_type, aggregate_id).await;
-        let from_version = visitor.snapshot(found);
+        let from_version = match snapshots {
+            Some(store) => visitor.snapshot(store.get(aggregate_type, aggregate_id).await),
+            None => 1,
+        };
         self.read_stream(aggregate_type, aggregate_id, from_version, &mut |e| {
-            visitor.event(e)
+            visitor.event(e.stream_event())
         })
         .await
     }
 }
 
-/// Receives what [`EventStore::read_from_snapshot`] reads: the snapshot lookup first,
+/// Receives what [`EventStore::read_aggregate`] reads: the snapshot lookup first,
 /// then the events.
 pub trait LoadVisitor: Send {
     /// Gets the outcome of the snapshot lookup and returns the version the event stream
@@ -122,7 +128,7 @@ pub trait LoadVisitor: Send {
     fn snapshot(&mut self, found: Result<Option<Snapshot>>) -> u64;
 
     /// Gets each event from that version on, in version order; an error stops the read.
-    fn event(&mut self, event: EventRef<'_>) -> Result<()>;
+    fn event(&mut self, event: StreamEvent<'_>) -> Result<()>;
 }
 
 /// Conveniences over any [`EventStore`].

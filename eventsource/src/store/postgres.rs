@@ -32,12 +32,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use sqlx::postgres::{PgPoolOptions, PgRow};
-use sqlx::{PgPool, Row};
+use sqlx::{PgPool, Row, ValueRef};
 use uuid::Uuid;
 
 use super::{EventStore, EventVisitor, ExpectedVersion, LoadVisitor};
 use crate::error::{Error, Result};
-use crate::event::{EventRef, NewEvent, RecordedEvent};
+use crate::event::{EventRef, NewEvent, RecordedEvent, StreamEvent};
 use crate::snapshot::{PostgresSnapshotStore, Snapshot, SnapshotStore};
 
 /// An event store in a PostgreSQL database. Clones share the same pool.
@@ -64,14 +64,20 @@ pub struct PostgresEventStore {
 impl PostgresEventStore {
     /// A store over this pool. The tables must exist: see
     /// [`migrate_postgres`](crate::migrations::migrate_postgres).
+    ///
+    /// Every load and save is one statement, so a pool built with
+    /// `PgPoolOptions::test_before_acquire(false)` (as [`connect`](Self::connect) does)
+    /// saves a round trip per call: sqlx's default pings a connection before lending it.
     pub fn new(pool: PgPool) -> Self {
         PostgresEventStore { pool }
     }
 
-    /// Connects to `url` (e.g. `postgres://user@host/db`) with a default pool and
-    /// creates the tables.
+    /// Connects to `url` (e.g. `postgres://user@host/db`) with a pool that does not ping
+    /// connections before lending them (a broken connection fails its statement and is
+    /// dropped instead), and creates the tables.
     pub async fn connect(url: &str) -> Result<Self> {
         let pool = PgPoolOptions::new()
+            .test_before_acquire(false)
             .connect(url)
             .await
             .map_err(Error::backend)?;
@@ -88,6 +94,30 @@ impl PostgresEventStore {
     /// Closes the pool's connections, waiting for the ones in use to be returned.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// Streams the columns a load needs, from `from_version` on, into `visitor`.
+    async fn load_stream(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        from_version: u64,
+        visitor: &mut dyn LoadVisitor,
+    ) -> Result<u64> {
+        let from = i64::try_from(from_version).unwrap_or(i64::MAX);
+        let mut rows = sqlx::query(LOAD_STREAM_SQL)
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .bind(from)
+            .fetch(&self.pool);
+        let mut visited = 0;
+        while let Some(row) = rows.try_next().await.map_err(Error::backend)? {
+            let event = stream_event(&row)
+                .map_err(|m| corrupt(format!("{aggregate_type}/{aggregate_id}"), m))?;
+            visitor.event(event)?;
+            visited += 1;
+        }
+        Ok(visited)
     }
 
     /// After a unique violation: the batch's first event id already stored, or else the
@@ -200,23 +230,52 @@ const READ_ALL_SQL: &str = "SELECT position, event_id, version, event_type, even
      payload::text, metadata::text, occurred_at, aggregate_type, aggregate_id FROM events \
      WHERE position >= $1 ORDER BY position LIMIT $2";
 
-/// `read_from_snapshot`: one row per event from the snapshot's version on (or from 1), in
-/// version order, each with the columns [`event_ref`] reads, then the snapshot's (all
-/// `NULL` without one). The state is sent once, on the first row. Without events from
-/// there, one row whose event columns are `NULL`.
-const SNAPSHOT_AND_TAIL_SQL: &str = "SELECT e.position, e.event_id, e.version, e.event_type, \
-     e.event_version, e.payload, e.metadata, e.occurred_at, \
-     s.version, s.schema_version, \
+/// A load's stream: only the columns [`stream_event`] reads.
+const LOAD_STREAM_SQL: &str = "SELECT version, event_type, event_version, payload::text \
+     FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND version >= $3 \
+     ORDER BY version";
+
+/// `read_aggregate` with a sibling snapshot store: one row per event from the snapshot's
+/// version on (or from 1), in version order, with the columns [`stream_event`] reads,
+/// then the snapshot's (all `NULL` without one). The state is sent once, on the first
+/// row. Without events from there, one row whose event columns are `NULL`.
+const SNAPSHOT_AND_TAIL_SQL: &str = "SELECT e.version, e.event_type, e.event_version, \
+     e.payload, s.version, s.schema_version, \
      CASE WHEN e.version IS NULL OR e.version = s.version THEN s.state::text END, \
      s.created_at \
      FROM (SELECT 1) AS one \
      LEFT JOIN snapshots s ON s.aggregate_id = $2 AND s.aggregate_type = $1 \
      LEFT JOIN LATERAL ( \
-         SELECT position, event_id, version, event_type, event_version, \
-         payload::text AS payload, metadata::text AS metadata, occurred_at FROM events \
+         SELECT version, event_type, event_version, payload::text AS payload FROM events \
          WHERE aggregate_type = $1 AND aggregate_id = $2 \
          AND version >= COALESCE(s.version, 1) ORDER BY version \
      ) e ON true";
+
+/// Where the snapshot's columns start in a row of [`SNAPSHOT_AND_TAIL_SQL`].
+const SNAPSHOT_COLUMNS: usize = 4;
+
+/// The first four columns of a load's row (version, event type, event version,
+/// payload). The store's own SQL fixes their types, so they are read without
+/// a per-row type check.
+fn stream_event(row: &PgRow) -> std::result::Result<StreamEvent<'_>, String> {
+    let version: i64 = row
+        .try_get_unchecked(0)
+        .map_err(|e| format!("column version: {e}"))?;
+    let event_version: i32 = row
+        .try_get_unchecked(2)
+        .map_err(|e| format!("column event_version: {e}"))?;
+    Ok(StreamEvent {
+        version: u64::try_from(version).map_err(|_| format!("negative version {version}"))?,
+        event_type: row
+            .try_get_unchecked(1)
+            .map_err(|e| format!("column event_type: {e}"))?,
+        event_version: u32::try_from(event_version)
+            .map_err(|_| format!("negative event_version {event_version}"))?,
+        payload: row
+            .try_get_unchecked(3)
+            .map_err(|e| format!("column payload: {e}"))?,
+    })
+}
 
 /// The snapshot columns of the first row of [`SNAPSHOT_AND_TAIL_SQL`].
 fn snapshot_of(row: &PgRow, aggregate_type: &str, aggregate_id: Uuid) -> Result<Option<Snapshot>> {
@@ -226,19 +285,19 @@ fn snapshot_of(row: &PgRow, aggregate_type: &str, aggregate_id: Uuid) -> Result<
         message,
     };
     let version: Option<i64> = row
-        .try_get(8)
+        .try_get(SNAPSHOT_COLUMNS)
         .map_err(|e| corrupt(format!("column version: {e}")))?;
     let Some(version) = version else {
         return Ok(None);
     };
     let schema_version: i32 = row
-        .try_get(9)
+        .try_get(SNAPSHOT_COLUMNS + 1)
         .map_err(|e| corrupt(format!("column schema_version: {e}")))?;
     let state: String = row
-        .try_get(10)
+        .try_get(SNAPSHOT_COLUMNS + 2)
         .map_err(|e| corrupt(format!("column state: {e}")))?;
     let created_at: DateTime<Utc> = row
-        .try_get(11)
+        .try_get(SNAPSHOT_COLUMNS + 3)
         .map_err(|e| corrupt(format!("column created_at: {e}")))?;
     Ok(Some(Snapshot {
         aggregate_id,
@@ -391,13 +450,18 @@ impl EventStore for PostgresEventStore {
         Ok(visited)
     }
 
-    async fn read_from_snapshot(
+    async fn read_aggregate(
         &self,
-        snapshots: &dyn SnapshotStore,
+        snapshots: Option<&dyn SnapshotStore>,
         aggregate_type: &str,
         aggregate_id: Uuid,
         visitor: &mut dyn LoadVisitor,
     ) -> Result<u64> {
+        let Some(snapshots) = snapshots else {
+            return self
+                .load_stream(aggregate_type, aggregate_id, 1, visitor)
+                .await;
+        };
         let sibling = snapshots
             .as_any()
             .and_then(|any| any.downcast_ref::<PostgresSnapshotStore>())
@@ -405,13 +469,11 @@ impl EventStore for PostgresEventStore {
                 std::sync::Arc::ptr_eq(&s.pool().connect_options(), &self.pool.connect_options())
             });
         if !sibling {
-            // Another database: the two reads of the trait's default.
+            // Another database: two reads.
             let found = snapshots.get(aggregate_type, aggregate_id).await;
             let from_version = visitor.snapshot(found);
             return self
-                .read_stream(aggregate_type, aggregate_id, from_version, &mut |e| {
-                    visitor.event(e)
-                })
+                .load_stream(aggregate_type, aggregate_id, from_version, visitor)
                 .await;
         }
 
@@ -435,9 +497,7 @@ impl EventStore for PostgresEventStore {
             // The visitor wants events the statement did not read: read them apart.
             drop(rows);
             return self
-                .read_stream(aggregate_type, aggregate_id, from_version, &mut |e| {
-                    visitor.event(e)
-                })
+                .load_stream(aggregate_type, aggregate_id, from_version, visitor)
                 .await;
         }
 
@@ -445,20 +505,17 @@ impl EventStore for PostgresEventStore {
         let mut visited = 0;
         let mut next = first;
         while let Some(row) = next {
-            let version: Option<i64> = row
-                .try_get(2)
-                .map_err(|e| corrupt(aggregate(), format!("column version: {e}")))?;
-            // A negative version is kept, for event_ref to report as corrupt.
-            let wanted = match version.map(u64::try_from) {
-                None => false,
-                Some(Ok(version)) => version >= from_version,
-                Some(Err(_)) => true,
-            };
-            if wanted {
-                let event = event_ref(&row, aggregate_type, aggregate_id)
-                    .map_err(|m| corrupt(aggregate(), m))?;
-                visitor.event(event)?;
-                visited += 1;
+            // Without events from the snapshot on, the one row has no event columns.
+            let has_event = !row
+                .try_get_raw(0)
+                .map_err(|e| corrupt(aggregate(), format!("column version: {e}")))?
+                .is_null();
+            if has_event {
+                let event = stream_event(&row).map_err(|m| corrupt(aggregate(), m))?;
+                if event.version >= from_version {
+                    visitor.event(event)?;
+                    visited += 1;
+                }
             }
             next = rows.try_next().await.map_err(Error::backend)?;
         }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::{Duration, TimeZone, Utc};
 use eventsource::{
     Error, EventMetadata, EventRef, EventStore, EventStoreExt, ExpectedVersion, LoadVisitor,
-    NewEvent, RecordedEvent, Result, Snapshot, SnapshotStore,
+    NewEvent, RecordedEvent, Result, Snapshot, SnapshotStore, StreamEvent,
 };
 use serde_json::json;
 use tokio::sync::Barrier;
@@ -783,12 +783,9 @@ pub async fn awkward_type_names(store: Arc<dyn EventStore>) {
     }
 }
 
-/// [`EventStore::read_from_snapshot`] hands the visitor the snapshot lookup, then the
+/// [`EventStore::read_aggregate`] hands the visitor the snapshot lookup, then the
 /// events from the version the visitor chose.
-pub async fn read_from_snapshot(
-    events_store: Arc<dyn EventStore>,
-    snapshots: Arc<dyn SnapshotStore>,
-) {
+pub async fn read_aggregate(events_store: Arc<dyn EventStore>, snapshots: Arc<dyn SnapshotStore>) {
     /// Where the visitor starts the stream when a snapshot is found.
     #[derive(Clone, Copy)]
     enum Start {
@@ -803,6 +800,8 @@ pub async fn read_from_snapshot(
         start: Start,
         found: Option<Result<Option<Snapshot>>>,
         versions: Vec<u64>,
+        /// (event type, event version, payload) of each event visited.
+        contents: Vec<(String, u32, serde_json::Value)>,
     }
     impl LoadVisitor for Visitor {
         fn snapshot(&mut self, found: Result<Option<Snapshot>>) -> u64 {
@@ -814,8 +813,11 @@ pub async fn read_from_snapshot(
             self.found = Some(found);
             from
         }
-        fn event(&mut self, event: EventRef<'_>) -> Result<()> {
+        fn event(&mut self, event: StreamEvent<'_>) -> Result<()> {
             self.versions.push(event.version);
+            let payload = serde_json::from_str(event.payload).expect("payload is JSON");
+            self.contents
+                .push((event.event_type.to_owned(), event.event_version, payload));
             Ok(())
         }
     }
@@ -823,18 +825,27 @@ pub async fn read_from_snapshot(
         start,
         found: None,
         versions: Vec::new(),
+        contents: Vec::new(),
     };
 
     let ty = unique_type("Snapshotted");
     let id = Uuid::new_v4();
+    let appended = events(5);
     events_store
-        .append(&ty, id, ExpectedVersion::Exact(0), &events(5))
+        .append(&ty, id, ExpectedVersion::Exact(0), &appended)
         .await
         .expect("append");
+    let contents: Vec<(String, u32, serde_json::Value)> = appended
+        .iter()
+        .map(|e| {
+            let payload = serde_json::from_str(&e.payload).expect("payload is JSON");
+            (e.event_type.clone(), e.event_version, payload)
+        })
+        .collect();
 
     let mut v = visitor(Start::After);
     let n = events_store
-        .read_from_snapshot(snapshots.as_ref(), &ty, id, &mut v)
+        .read_aggregate(Some(snapshots.as_ref()), &ty, id, &mut v)
         .await
         .expect("read without a snapshot");
     assert!(
@@ -843,6 +854,10 @@ pub async fn read_from_snapshot(
         v.found
     );
     assert_eq!((n, v.versions), (5, vec![1, 2, 3, 4, 5]));
+    assert_eq!(
+        v.contents, contents,
+        "type, version and payload of every event"
+    );
 
     let snapshot = Snapshot {
         aggregate_id: id,
@@ -856,7 +871,7 @@ pub async fn read_from_snapshot(
 
     let mut v = visitor(Start::After);
     let n = events_store
-        .read_from_snapshot(snapshots.as_ref(), &ty, id, &mut v)
+        .read_aggregate(Some(snapshots.as_ref()), &ty, id, &mut v)
         .await
         .expect("read from the snapshot");
     match &v.found {
@@ -874,7 +889,7 @@ pub async fn read_from_snapshot(
 
     let mut v = visitor(Start::Beginning);
     let n = events_store
-        .read_from_snapshot(snapshots.as_ref(), &ty, id, &mut v)
+        .read_aggregate(Some(snapshots.as_ref()), &ty, id, &mut v)
         .await
         .expect("read ignoring the snapshot");
     assert_eq!(
@@ -885,7 +900,7 @@ pub async fn read_from_snapshot(
 
     let mut v = visitor(Start::At);
     let n = events_store
-        .read_from_snapshot(snapshots.as_ref(), &ty, id, &mut v)
+        .read_aggregate(Some(snapshots.as_ref()), &ty, id, &mut v)
         .await
         .expect("read from the snapshot's own version");
     assert_eq!((n, v.versions), (3, vec![3, 4, 5]));
@@ -900,16 +915,25 @@ pub async fn read_from_snapshot(
         .expect("save a snapshot ahead of the stream");
     let mut v = visitor(Start::After);
     let n = events_store
-        .read_from_snapshot(snapshots.as_ref(), &ty, id, &mut v)
+        .read_aggregate(Some(snapshots.as_ref()), &ty, id, &mut v)
         .await
         .expect("read past the end");
     assert!(matches!(&v.found, Some(Ok(Some(s))) if s.version == 9));
     assert_eq!((n, v.versions), (0, vec![]));
 
+    // No snapshot store: a full replay, and the visitor is not asked about a snapshot.
+    let mut v = visitor(Start::After);
+    let n = events_store
+        .read_aggregate(None, &ty, id, &mut v)
+        .await
+        .expect("read without a snapshot store");
+    assert!(v.found.is_none(), "no snapshot lookup without a store");
+    assert_eq!((n, v.versions), (5, vec![1, 2, 3, 4, 5]));
+
     // No events and no snapshot.
     let mut v = visitor(Start::After);
     let n = events_store
-        .read_from_snapshot(snapshots.as_ref(), &ty, Uuid::new_v4(), &mut v)
+        .read_aggregate(Some(snapshots.as_ref()), &ty, Uuid::new_v4(), &mut v)
         .await
         .expect("read an unknown aggregate");
     assert!(matches!(v.found, Some(Ok(None))));
