@@ -126,7 +126,26 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@both $fixture;
             read_aggregate,
         );
+        $crate::conformance_tests!(@repository $fixture;
+            repository_loads_from_snapshot,
+            repository_snapshot_fallbacks,
+            repository_background_snapshots,
+            repository_manual_snapshot,
+            repository_concurrent_saves,
+        );
     };
+    (@repository $fixture:path; $($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            let Some(stores) = $fixture().await else { return };
+            $crate::conformance::repository::$name(
+                stores.events.clone(),
+                stores.snapshots.clone(),
+            )
+            .await;
+            stores.close().await;
+        }
+    )*};
     (@events $fixture:path; $($name:ident),* $(,)?) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn $name() {

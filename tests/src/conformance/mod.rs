@@ -5,4 +5,5 @@
 //! their own, so they can share a store, a database and a run with other tests.
 
 pub mod event_store;
+pub mod repository;
 pub mod snapshot_store;
