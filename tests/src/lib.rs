@@ -108,6 +108,7 @@ macro_rules! conformance_tests {
             expected_version_conflicts,
             empty_batch,
             duplicate_event_ids,
+            invalid_payloads,
             large_batch_is_one_transaction,
             concurrent_appends_with_expected_version,
             concurrent_appends_with_any_version,

@@ -89,6 +89,7 @@ impl EventStore for InMemoryEventStore {
         expected: ExpectedVersion,
         events: &[NewEvent],
     ) -> Result<u64> {
+        super::check_payloads(aggregate_type, aggregate_id, events)?;
         let mut log = self.inner.write().unwrap_or_else(|e| e.into_inner());
         let key = (aggregate_type.to_owned(), aggregate_id);
         let current = log.streams.get(&key).map_or(0, |s| s.len() as u64);

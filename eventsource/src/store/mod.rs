@@ -54,7 +54,8 @@ pub type EventVisitor<'v> = dyn FnMut(EventRef<'_>) -> Result<()> + Send + 'v;
 ///   from its head (1, 2, 3...); an expected version that does not match yields
 ///   [`Error::Conflict`](crate::Error::Conflict), an event id already stored yields
 ///   [`Error::DuplicateEventId`](crate::Error::DuplicateEventId), and nothing is written.
-///   The version is checked first.
+///   The version is checked first. A payload that is not JSON is refused with
+///   [`Error::InvalidInput`](crate::Error::InvalidInput) before anything else.
 /// - Streams of different aggregate types never mix, even with the same id.
 /// - Global positions start at 1 and increase with every event appended.
 #[async_trait]
@@ -129,6 +130,24 @@ pub trait LoadVisitor: Send {
 
     /// Gets each event from that version on, in version order; an error stops the read.
     fn event(&mut self, event: StreamEvent<'_>) -> Result<()>;
+}
+
+/// Refuses a batch with an event whose payload is not JSON, naming the event: every
+/// store calls it before anything else, so that a bad payload fails alike everywhere.
+pub(crate) fn check_payloads(
+    aggregate_type: &str,
+    aggregate_id: Uuid,
+    events: &[NewEvent],
+) -> Result<()> {
+    for event in events {
+        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&event.payload) {
+            return Err(crate::Error::invalid_input(format!(
+                "the payload of event {} ({}) for {aggregate_type}/{aggregate_id} is not valid JSON: {e}",
+                event.event_id, event.event_type
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Conveniences over any [`EventStore`].

@@ -353,6 +353,7 @@ impl EventStore for PostgresEventStore {
         expected: ExpectedVersion,
         events: &[NewEvent],
     ) -> Result<u64> {
+        super::check_payloads(aggregate_type, aggregate_id, events)?;
         let expected_param = match expected {
             ExpectedVersion::Any => None,
             ExpectedVersion::Exact(v) => Some(i64::try_from(v).map_err(|_| {

@@ -333,6 +333,7 @@ impl EventStore for SqliteEventStore {
         expected: ExpectedVersion,
         events: &[NewEvent],
     ) -> Result<u64> {
+        super::check_payloads(aggregate_type, aggregate_id, events)?;
         if events.is_empty() {
             let current = self.head(aggregate_type, aggregate_id).await?;
             return match expected {

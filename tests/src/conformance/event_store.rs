@@ -376,6 +376,41 @@ pub async fn empty_batch(store: Arc<dyn EventStore>) {
     );
 }
 
+/// A batch with a payload that is not JSON is refused as invalid input, naming the
+/// event, and nothing of it is written.
+pub async fn invalid_payloads(store: Arc<dyn EventStore>) {
+    let ty = unique_type("BadPayload");
+    let id = Uuid::new_v4();
+    let mut batch = events(3);
+    batch[1].payload = "{not json".to_owned();
+    let bad_id = batch[1].event_id;
+    match store
+        .append(&ty, id, ExpectedVersion::Exact(0), &batch)
+        .await
+    {
+        Err(Error::InvalidInput { message }) => {
+            assert!(
+                message.contains(&bad_id.to_string()),
+                "names the event: {message}"
+            );
+        }
+        other => panic!("expected InvalidInput, got {other:?}"),
+    }
+    assert_eq!(
+        store.stream_version(&ty, id).await.expect("stream_version"),
+        None,
+        "nothing written"
+    );
+    let good = events(1);
+    assert_eq!(
+        store
+            .append(&ty, id, ExpectedVersion::Exact(0), &good)
+            .await
+            .expect("a valid batch after the refused one"),
+        1
+    );
+}
+
 /// An event id stored anywhere, or twice in one batch, refuses the whole batch; the
 /// version is checked before the ids.
 pub async fn duplicate_event_ids(store: Arc<dyn EventStore>) {
