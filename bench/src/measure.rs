@@ -99,8 +99,8 @@ pub fn median(times: &[Duration]) -> Duration {
 }
 
 /// Runs `warmup` untimed rounds, then `rounds` timed rounds of every case. In each round
-/// the cases run in a rotated order, and each timed run follows an untimed run of the
-/// same case.
+/// the cases run in a new shuffled order (so that no case always follows the same other
+/// case), and each timed run follows an untimed run of the same case.
 pub async fn interleaved(
     mut cases: Vec<Case>,
     warmup: usize,
@@ -115,10 +115,11 @@ pub async fn interleaved(
         }
     }
     let mut times: Vec<Vec<Duration>> = vec![Vec::with_capacity(rounds); cases.len()];
-    let count = cases.len();
-    for round in 0..rounds {
-        for step in 0..count {
-            let index = (round + step) % count;
+    let mut order: Vec<usize> = (0..cases.len()).collect();
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    for _ in 0..rounds {
+        rng.shuffle(&mut order);
+        for &index in &order {
             let case = &mut cases[index];
             (case.run)().await?;
             if let Some(settle) = &mut case.settle {
@@ -144,6 +145,28 @@ pub async fn interleaved(
         .collect())
 }
 
+/// A small deterministic generator for the order of the cases (xorshift64).
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    /// Fisher–Yates.
+    fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = (self.next() % (i as u64 + 1)) as usize;
+            items.swap(i, j);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,5 +180,15 @@ mod tests {
             Duration::from_micros(2500)
         );
         assert_eq!(median(&[]), Duration::ZERO);
+    }
+
+    #[test]
+    fn shuffle_is_a_permutation() {
+        let mut rng = XorShift(42);
+        let mut items: Vec<usize> = (0..50).collect();
+        rng.shuffle(&mut items);
+        assert_ne!(items, (0..50).collect::<Vec<_>>());
+        items.sort_unstable();
+        assert_eq!(items, (0..50).collect::<Vec<_>>());
     }
 }

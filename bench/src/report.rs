@@ -631,7 +631,7 @@ impl Report {
                not the code under test.\n\
              - PostgreSQL on loopback with `sslmode=disable`; SQLite is a file in WAL mode with \
                `synchronous = NORMAL`. eventsource's stores share the benchmark's pools.\n\
-             - Cases run in interleaved groups, round after round, in a rotated order; every timed run is \
+             - Cases run in interleaved groups, round after round, in a new shuffled order each round; every timed run is \
                preceded by an untimed run of the same case (re-warm after another case's big read), after \
                one untimed warm-up round. Full replays: one group per history length, timed rounds {}. \
                Snapshot loads: one group holding every history length, so that they are compared under \
