@@ -151,6 +151,11 @@ pub use eventsource_derive::DomainEvent;
 /// ```
 pub use eventsource_derive::Aggregate;
 
+/// The README's examples, compiled (and run, but for the database ones) as doctests.
+#[cfg(all(doctest, feature = "sqlite", feature = "postgres"))]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
+
 /// The names most programs need: `use eventsource::prelude::*;`.
 pub mod prelude {
     pub use crate::{

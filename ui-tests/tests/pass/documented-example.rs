@@ -1,4 +1,4 @@
-// The example of docs/snapshot-policy.md, and the report it promises.
+// The example of the README's "Choosing a snapshot policy", and the report it promises.
 use eventsource::Aggregate;
 use eventsource_ui_tests::{OrderEvent, handle_order_events};
 use serde::{Deserialize, Serialize};
