@@ -64,6 +64,9 @@ struct Args {
     /// Memory measurement child: history length.
     #[arg(long, hide = true, default_value_t = 0)]
     rss_n: u64,
+    /// Profiling aid: this many one-event saves by `eventsource` or `floor`, then exit.
+    #[arg(long, hide = true, num_args = 2, value_names = ["WHO", "COUNT"])]
+    save_loop: Option<Vec<String>>,
 }
 
 /// Sizes and repetitions of one mode.
@@ -115,6 +118,10 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    if let Some(save_loop) = &args.save_loop {
+        let count = save_loop[1].parse().context("--save-loop WHO COUNT")?;
+        return runtime.block_on(rss::save_loop(&save_loop[0], count, &args.pg_url));
+    }
     if let Some(backend) = &args.rss_child {
         let sqlite = args.sqlite_path.clone().unwrap_or_default();
         let id = args.rss_id.context("--rss-id")?;

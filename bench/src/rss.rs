@@ -174,3 +174,26 @@ pub fn measure(
         millis: fields[3].parse()?,
     })
 }
+
+/// Profiling aid (run under callgrind): `count` one-event saves of new aggregates on
+/// PostgreSQL, by eventsource's repository (`who = "eventsource"`) or by the floor's
+/// plain `INSERT` (`who = "floor"`).
+pub async fn save_loop(who: &str, count: u64, pg_url: &str) -> anyhow::Result<()> {
+    let pool = crate::db::pg_connect(pg_url, 2).await?;
+    let (events, _) = crate::stores::postgres(&pool);
+    let repo = AggregateRepository::<Order>::new(events);
+    for _ in 0..count {
+        let id = Uuid::new_v4();
+        match who {
+            "eventsource" => {
+                let mut root = repo.create_new(id);
+                root.record(crate::model::event_at(1));
+                repo.save(&mut root).await?;
+            }
+            "floor" => crate::floor::pg_append(&pool, id, 1).await?,
+            other => anyhow::bail!("unknown save loop {other}"),
+        }
+    }
+    println!("saved {count}");
+    Ok(())
+}
