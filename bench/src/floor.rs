@@ -221,6 +221,62 @@ pub async fn pg_append(pool: &PgPool, id: Uuid, count: u64) -> anyhow::Result<()
     Ok(())
 }
 
+/// Appends events `1..=count` of a new stream with the statement eventsource's PostgreSQL
+/// store uses (a CTE reading the head and inserting from arrays when it matches), bound
+/// by hand: tells the statement's cost from the rest of a save.
+pub async fn pg_append_cte(pool: &PgPool, id: Uuid, count: u64) -> anyhow::Result<()> {
+    let now = Utc::now();
+    let mut ids = Vec::new();
+    let mut types = Vec::new();
+    let mut type_versions = Vec::new();
+    let mut payloads = Vec::new();
+    let mut metadata = Vec::new();
+    let mut occurred = Vec::new();
+    for version in 1..=count {
+        let (event_type, payload) = stored(&event_at(version));
+        ids.push(Uuid::new_v4());
+        types.push(event_type);
+        type_versions.push(1_i32);
+        payloads.push(payload);
+        metadata.push("{}");
+        occurred.push(now);
+    }
+    let (head, inserted): (i64, i64) = sqlx::query_as(
+        "WITH head AS ( \
+             SELECT COALESCE(MAX(version), 0)::bigint AS version FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 \
+         ), inserted AS ( \
+             INSERT INTO events (event_id, aggregate_id, aggregate_type, version, event_type, \
+             event_version, payload, metadata, occurred_at) \
+             SELECT e.event_id, $2, $1, head.version + e.n, e.event_type, e.event_version, \
+             e.payload::json, e.metadata::json, e.occurred_at \
+             FROM head, UNNEST($4::uuid[], $5::text[], $6::integer[], $7::text[], $8::text[], \
+             $9::timestamptz[]) WITH ORDINALITY \
+             AS e(event_id, event_type, event_version, payload, metadata, occurred_at, n) \
+             WHERE $3::bigint IS NULL OR head.version = $3::bigint \
+             ORDER BY e.n \
+             RETURNING 1 \
+         ) \
+         SELECT head.version, (SELECT COUNT(*) FROM inserted) FROM head",
+    )
+    .bind(AGGREGATE_TYPE)
+    .bind(id)
+    .bind(Some(0_i64))
+    .bind(&ids)
+    .bind(&types)
+    .bind(&type_versions)
+    .bind(&payloads)
+    .bind(&metadata)
+    .bind(&occurred)
+    .fetch_one(pool)
+    .await?;
+    anyhow::ensure!(
+        head == 0 && inserted == i64::try_from(count)?,
+        "CTE append: head {head}, inserted {inserted}"
+    );
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------
 // SQLite
 // ---------------------------------------------------------------------------------------

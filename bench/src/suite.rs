@@ -30,6 +30,8 @@ pub const OURS: &str = "eventsource";
 pub const FLOOR: &str = "floor";
 /// Plain sqlx, reading the store's eight columns.
 pub const FLOOR_WIDE: &str = "floor, the store's 8 columns";
+/// Plain sqlx running the PostgreSQL store's append statement.
+pub const FLOOR_CTE: &str = "floor, the store's append statement";
 /// Plain sqlx, snapshot then tail.
 pub const FLOOR_2RT: &str = "floor (2 round trips)";
 /// Plain sqlx, snapshot and tail in one statement.
@@ -371,6 +373,11 @@ pub fn save_cases(
                 cases.push(Case::new(Key::new(what, b, FLOOR, batch), move || {
                     let p = p.clone();
                     boxed(async move { floor::pg_append(&p, Uuid::new_v4(), batch).await })
+                }));
+                let p = pool.clone();
+                cases.push(Case::new(Key::new(what, b, FLOOR_CTE, batch), move || {
+                    let p = p.clone();
+                    boxed(async move { floor::pg_append_cte(&p, Uuid::new_v4(), batch).await })
                 }));
             }
             Raw::Sqlite(pool) => {
