@@ -277,6 +277,41 @@ pub async fn pg_append_cte(pool: &PgPool, id: Uuid, count: u64) -> anyhow::Resul
     Ok(())
 }
 
+/// Appends the first event of a new stream with the store's statement rewritten for one
+/// event: the same head check, scalar binds instead of arrays and `UNNEST`.
+pub async fn pg_append_cte_scalar(pool: &PgPool, id: Uuid) -> anyhow::Result<()> {
+    let (event_type, payload) = stored(&event_at(1));
+    let (head, inserted): (i64, i64) = sqlx::query_as(
+        "WITH head AS ( \
+             SELECT COALESCE(MAX(version), 0)::bigint AS version FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 \
+         ), inserted AS ( \
+             INSERT INTO events (event_id, aggregate_id, aggregate_type, version, event_type, \
+             event_version, payload, metadata, occurred_at) \
+             SELECT $4, $2, $1, head.version + 1, $5, $6, $7::json, $8::json, $9 \
+             FROM head WHERE $3::bigint IS NULL OR head.version = $3::bigint \
+             RETURNING 1 \
+         ) \
+         SELECT head.version, (SELECT COUNT(*) FROM inserted) FROM head",
+    )
+    .bind(AGGREGATE_TYPE)
+    .bind(id)
+    .bind(Some(0_i64))
+    .bind(Uuid::new_v4())
+    .bind(event_type)
+    .bind(1_i32)
+    .bind(payload)
+    .bind("{}")
+    .bind(Utc::now())
+    .fetch_one(pool)
+    .await?;
+    anyhow::ensure!(
+        head == 0 && inserted == 1,
+        "scalar append: head {head}, inserted {inserted}"
+    );
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------
 // SQLite
 // ---------------------------------------------------------------------------------------

@@ -9,8 +9,8 @@ use plotters::prelude::*;
 use crate::measure::Samples;
 use crate::rss::Rss;
 use crate::suite::{
-    CQRS, ESRS, FLOOR, FLOOR_1ST, FLOOR_2RT, FLOOR_CTE, FLOOR_WIDE, MEMORY, OURS, POSTGRES,
-    POSTGRES_ASYNC, SAVE_MODES, SQLITE, Throughput,
+    CQRS, ESRS, FLOOR, FLOOR_1ST, FLOOR_2RT, FLOOR_CTE, FLOOR_CTE1, FLOOR_WIDE, MEMORY, OURS,
+    POSTGRES, POSTGRES_ASYNC, SAVE_MODES, SQLITE, Throughput,
 };
 
 /// The seeds' Python table: history length, load without snapshot, load with snapshot.
@@ -518,7 +518,8 @@ impl Report {
              autocommit `INSERT` (one row, or 100 rows through `UNNEST` / a multi-row `VALUES`). \
              The row \"floor, the store's append statement\" runs the PostgreSQL store's own append \
              statement (a CTE that reads the head and inserts from arrays) with plain sqlx: the \
-             statement's cost without the repository. The rows \"PostgreSQL, synchronous_commit off\" repeat the PostgreSQL saves over sessions that \
+             statement's cost without the repository; \"floor, the append statement with scalar binds\" is \
+             the same statement written for one event (scalar parameters, no `UNNEST`). The rows \"PostgreSQL, synchronous_commit off\" repeat the PostgreSQL saves over sessions that \
              do not wait for the WAL flush (`SET synchronous_commit = off`): that leaves the disk's flush \
              latency, which is long and very variable on this shared machine, out of the comparison. The \
              plain PostgreSQL rows use the server's durable default.\n"
@@ -795,7 +796,11 @@ fn backend_rank(b: &str) -> u8 {
 fn who_rank(who: &str) -> u8 {
     if who.starts_with(OURS) {
         0
-    } else if [FLOOR, FLOOR_CTE, FLOOR_WIDE, FLOOR_2RT, FLOOR_1ST].contains(&who) {
+    } else if [
+        FLOOR, FLOOR_CTE, FLOOR_CTE1, FLOOR_WIDE, FLOOR_2RT, FLOOR_1ST,
+    ]
+    .contains(&who)
+    {
         1
     } else if who.starts_with(CQRS) {
         2

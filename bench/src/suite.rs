@@ -32,6 +32,8 @@ pub const FLOOR: &str = "floor";
 pub const FLOOR_WIDE: &str = "floor, the store's 8 columns";
 /// Plain sqlx running the PostgreSQL store's append statement.
 pub const FLOOR_CTE: &str = "floor, the store's append statement";
+/// Plain sqlx running the store's append statement with scalar binds (one event).
+pub const FLOOR_CTE1: &str = "floor, the append statement with scalar binds";
 /// Plain sqlx, snapshot then tail.
 pub const FLOOR_2RT: &str = "floor (2 round trips)";
 /// Plain sqlx, snapshot and tail in one statement.
@@ -379,6 +381,13 @@ pub fn save_cases(
                     let p = p.clone();
                     boxed(async move { floor::pg_append_cte(&p, Uuid::new_v4(), batch).await })
                 }));
+                if batch == 1 {
+                    let p = pool.clone();
+                    cases.push(Case::new(Key::new(what, b, FLOOR_CTE1, batch), move || {
+                        let p = p.clone();
+                        boxed(async move { floor::pg_append_cte_scalar(&p, Uuid::new_v4()).await })
+                    }));
+                }
             }
             Raw::Sqlite(pool) => {
                 let p = pool.clone();
