@@ -4,8 +4,11 @@
 //!
 //! ```sh
 //! cargo run -p eventsource-bench --release -- --quick   # CI-sized, under a minute
-//! cargo run -p eventsource-bench --release              # the published table
+//! cargo run -p eventsource-bench --release --features esrs   # the published table
 //! ```
+//!
+//! The `esrs` feature adds the esrs peer, whose sqlx needs OpenSSL's headers
+//! (`apt-get install libssl-dev pkg-config`); without it esrs is left out.
 
 mod db;
 mod floor;
@@ -229,8 +232,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .max_connections(16)
             .connect(&args.pg_url)
             .await?;
+        #[cfg(feature = "esrs")]
         let esrs_store = peers::esrs_store(&pool08).await?;
+        #[cfg(feature = "esrs")]
         peers::esrs_seed_events(pool, &filler).await?;
+        #[cfg(feature = "esrs")]
         peers::esrs_seed_events(pool, &big).await?;
         db::pg_analyze(pool).await?;
         let cqrs_snap = peers::cqrs_snapshot_store(&pool08);
@@ -251,6 +257,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             cqrs_full: Arc::new(peers::cqrs_event_store(&pool08_async)),
             cqrs_snap: Arc::new(peers::cqrs_snapshot_store(&pool08_async)),
             cqrs_framework: Arc::new(cqrs_es::CqrsFramework::new(cqrs_snap_async, vec![], ())),
+            #[cfg(feature = "esrs")]
             esrs: Arc::new(esrs::manager::AggregateManager::new(
                 peers::esrs_store(&pool08_async).await?,
             )),
@@ -265,6 +272,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             cqrs_full: Arc::new(peers::cqrs_event_store(&pool08)),
             cqrs_snap: Arc::new(peers::cqrs_snapshot_store(&pool08)),
             cqrs_framework: Arc::new(cqrs_es::CqrsFramework::new(cqrs_snap, vec![], ())),
+            #[cfg(feature = "esrs")]
             esrs: Arc::new(esrs::manager::AggregateManager::new(esrs_store)),
         });
         backends.push(Backend {
@@ -361,12 +369,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Some(v) => machine.push(v),
         None => machine.push("PostgreSQL: not reached".to_owned()),
     }
-    machine.push("peers: cqrs-es 0.5.0 + postgres-es 0.5.0 and esrs 0.18.0 (sqlx 0.8.6); eventsource and the floor use sqlx 0.9.0".to_owned());
-    machine.push(source_revision());
-    let command = if args.quick {
-        "cargo run -p eventsource-bench --release -- --quick".to_owned()
+    machine.push(if cfg!(feature = "esrs") {
+        "peers: cqrs-es 0.5.0 + postgres-es 0.5.0 and esrs 0.18.0 (sqlx 0.8.6); eventsource and the floor use sqlx 0.9.0"
     } else {
-        "cargo run -p eventsource-bench --release".to_owned()
+        "peers: cqrs-es 0.5.0 + postgres-es 0.5.0 (sqlx 0.8.6; esrs left out: build with `--features esrs`); eventsource and the floor use sqlx 0.9.0"
+    }.to_owned());
+    machine.push(source_revision());
+    let features = if cfg!(feature = "esrs") {
+        " --features esrs"
+    } else {
+        ""
+    };
+    let command = if args.quick {
+        format!("cargo run -p eventsource-bench --release{features} -- --quick")
+    } else {
+        format!("cargo run -p eventsource-bench --release{features}")
     };
     let findings_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("FINDINGS.md");
     let report = report::Report {

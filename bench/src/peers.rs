@@ -3,7 +3,6 @@
 
 use std::fmt;
 
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -225,57 +224,70 @@ pub async fn cqrs_seed_snapshots(pool: &PgPool, streams: &[Stream]) -> anyhow::R
 // esrs 0.18
 // ---------------------------------------------------------------------------------------
 
-/// The order for esrs.
-pub struct EsrsOrder;
+#[cfg(feature = "esrs")]
+pub use esrs_peer::*;
 
-impl esrs::Aggregate for EsrsOrder {
-    const NAME: &'static str = "bench_order";
-    type State = Order;
-    type Command = Vec<PeerEvent>;
-    type Event = PeerEvent;
-    type Error = Refused;
+/// esrs needs OpenSSL (its sqlx uses native-tls), so it is built only with the `esrs`
+/// feature.
+#[cfg(feature = "esrs")]
+mod esrs_peer {
+    use super::*;
+    use chrono::Utc;
 
-    fn handle_command(_state: &Order, command: Vec<PeerEvent>) -> Result<Vec<PeerEvent>, Refused> {
-        Ok(command)
-    }
+    /// The order for esrs.
+    pub struct EsrsOrder;
 
-    fn apply_event(mut state: Order, payload: PeerEvent) -> Order {
-        fold_peer(&mut state, payload);
-        state
-    }
-}
+    impl esrs::Aggregate for EsrsOrder {
+        const NAME: &'static str = "bench_order";
+        type State = Order;
+        type Command = Vec<PeerEvent>;
+        type Event = PeerEvent;
+        type Error = Refused;
 
-/// esrs's store (its builder creates its table `bench_order_events`).
-pub type EsrsStore = esrs::store::postgres::PgStore<EsrsOrder>;
-
-/// Builds esrs's store, creating its table.
-pub async fn esrs_store(pool: &sqlx08::PgPool) -> anyhow::Result<EsrsStore> {
-    Ok(
-        esrs::store::postgres::PgStoreBuilder::<EsrsOrder>::new(pool.clone())
-            .try_build()
-            .await?,
-    )
-}
-
-/// Writes these streams into esrs's table, through the sqlx 0.9 pool.
-pub async fn esrs_seed_events(pool: &PgPool, streams: &[Stream]) -> anyhow::Result<()> {
-    let now = Utc::now();
-    let all: Vec<(Uuid, u64)> = streams
-        .iter()
-        .flat_map(|s| (1..=s.n).map(move |v| (s.id, v)))
-        .collect();
-    for chunk in all.chunks(10_000) {
-        let mut ids = Vec::with_capacity(chunk.len());
-        let mut aggregates = Vec::with_capacity(chunk.len());
-        let mut sequences = Vec::with_capacity(chunk.len());
-        let mut payloads = Vec::with_capacity(chunk.len());
-        for &(id, version) in chunk {
-            ids.push(Uuid::new_v4());
-            aggregates.push(id);
-            sequences.push(i32::try_from(version)?);
-            payloads.push(serde_json::to_string(&peer_event_at(version))?);
+        fn handle_command(
+            _state: &Order,
+            command: Vec<PeerEvent>,
+        ) -> Result<Vec<PeerEvent>, Refused> {
+            Ok(command)
         }
-        sqlx::query(
+
+        fn apply_event(mut state: Order, payload: PeerEvent) -> Order {
+            fold_peer(&mut state, payload);
+            state
+        }
+    }
+
+    /// esrs's store (its builder creates its table `bench_order_events`).
+    pub type EsrsStore = esrs::store::postgres::PgStore<EsrsOrder>;
+
+    /// Builds esrs's store, creating its table.
+    pub async fn esrs_store(pool: &sqlx08::PgPool) -> anyhow::Result<EsrsStore> {
+        Ok(
+            esrs::store::postgres::PgStoreBuilder::<EsrsOrder>::new(pool.clone())
+                .try_build()
+                .await?,
+        )
+    }
+
+    /// Writes these streams into esrs's table, through the sqlx 0.9 pool.
+    pub async fn esrs_seed_events(pool: &PgPool, streams: &[Stream]) -> anyhow::Result<()> {
+        let now = Utc::now();
+        let all: Vec<(Uuid, u64)> = streams
+            .iter()
+            .flat_map(|s| (1..=s.n).map(move |v| (s.id, v)))
+            .collect();
+        for chunk in all.chunks(10_000) {
+            let mut ids = Vec::with_capacity(chunk.len());
+            let mut aggregates = Vec::with_capacity(chunk.len());
+            let mut sequences = Vec::with_capacity(chunk.len());
+            let mut payloads = Vec::with_capacity(chunk.len());
+            for &(id, version) in chunk {
+                ids.push(Uuid::new_v4());
+                aggregates.push(id);
+                sequences.push(i32::try_from(version)?);
+                payloads.push(serde_json::to_string(&peer_event_at(version))?);
+            }
+            sqlx::query(
             "INSERT INTO bench_order_events (id, aggregate_id, payload, occurred_on, sequence_number, version) \
              SELECT i, a, p::jsonb, $1, s, NULL \
              FROM UNNEST($2::uuid[], $3::uuid[], $4::int[], $5::text[]) AS u(i, a, s, p)",
@@ -287,6 +299,7 @@ pub async fn esrs_seed_events(pool: &PgPool, streams: &[Stream]) -> anyhow::Resu
         .bind(&payloads)
         .execute(pool)
         .await?;
+        }
+        Ok(())
     }
-    Ok(())
 }

@@ -12,7 +12,9 @@ use uuid::Uuid;
 
 use crate::measure::{Case, Key, RunFuture};
 use crate::model::{Loaded, Order, event_at, stored};
-use crate::peers::{self, CqrsOrder, CqrsStore, EsrsStore, peer_event_at};
+#[cfg(feature = "esrs")]
+use crate::peers::EsrsStore;
+use crate::peers::{self, CqrsOrder, CqrsStore, peer_event_at};
 use crate::{floor, measure};
 
 /// Backend names, as the report prints them.
@@ -77,6 +79,7 @@ pub struct Peers {
     /// cqrs-es framework over the snapshot store, for the concurrent writers.
     pub cqrs_framework: Arc<cqrs_es::CqrsFramework<CqrsOrder, CqrsStore>>,
     /// esrs.
+    #[cfg(feature = "esrs")]
     pub esrs: Arc<esrs::manager::AggregateManager<EsrsStore>>,
 }
 
@@ -270,26 +273,29 @@ pub fn load_cases(backends: &[Backend], peers: Option<&Peers>, id: Uuid, n: u64)
                 },
             ));
         }
-        let manager = Arc::clone(&peers.esrs);
-        cases.push(Case::new(
-            Key::new("load", peers.backend, ESRS, n),
-            move || {
-                let manager = Arc::clone(&manager);
-                boxed(async move {
-                    let state = manager
-                        .load(id)
-                        .await
-                        .map_err(|e| anyhow!("esrs load: {e}"))?
-                        .ok_or_else(|| anyhow!("esrs: no events"))?;
-                    Loaded {
-                        version: u64::try_from(*state.sequence_number())?,
-                        replayed: n,
-                        item_count: state.inner().item_count,
-                    }
-                    .check(n, n)
-                })
-            },
-        ));
+        #[cfg(feature = "esrs")]
+        {
+            let manager = Arc::clone(&peers.esrs);
+            cases.push(Case::new(
+                Key::new("load", peers.backend, ESRS, n),
+                move || {
+                    let manager = Arc::clone(&manager);
+                    boxed(async move {
+                        let state = manager
+                            .load(id)
+                            .await
+                            .map_err(|e| anyhow!("esrs load: {e}"))?
+                            .ok_or_else(|| anyhow!("esrs: no events"))?;
+                        Loaded {
+                            version: u64::try_from(*state.sequence_number())?,
+                            replayed: n,
+                            item_count: state.inner().item_count,
+                        }
+                        .check(n, n)
+                    })
+                },
+            ));
+        }
     }
     cases
 }
@@ -425,22 +431,25 @@ pub fn save_cases(
                 },
             ));
         }
-        let manager = Arc::clone(&peers.esrs);
-        cases.push(Case::new(
-            Key::new(what, peers.backend, ESRS, batch),
-            move || {
-                let manager = Arc::clone(&manager);
-                boxed(async move {
-                    let events = (1..=batch).map(peer_event_at).collect();
-                    manager
-                        .handle_command(esrs::AggregateState::with_id(Uuid::new_v4()), events)
-                        .await
-                        .map_err(|e| anyhow!("esrs persist: {e}"))?
-                        .map_err(|e| anyhow!("esrs refused: {e}"))?;
-                    Ok(())
-                })
-            },
-        ));
+        #[cfg(feature = "esrs")]
+        {
+            let manager = Arc::clone(&peers.esrs);
+            cases.push(Case::new(
+                Key::new(what, peers.backend, ESRS, batch),
+                move || {
+                    let manager = Arc::clone(&manager);
+                    boxed(async move {
+                        let events = (1..=batch).map(peer_event_at).collect();
+                        manager
+                            .handle_command(esrs::AggregateState::with_id(Uuid::new_v4()), events)
+                            .await
+                            .map_err(|e| anyhow!("esrs persist: {e}"))?
+                            .map_err(|e| anyhow!("esrs refused: {e}"))?;
+                        Ok(())
+                    })
+                },
+            ));
+        }
     }
     Ok(cases)
 }
@@ -553,25 +562,28 @@ pub async fn throughput(
                 &format!("{CQRS}, snapshot store every 100"),
                 value,
             );
-            let manager = Arc::clone(&peers.esrs);
-            let value = writers_run(writers, cycles, move |id, i| {
-                let manager = Arc::clone(&manager);
-                async move {
-                    let state = manager
-                        .load(id)
-                        .await
-                        .map_err(|e| anyhow!("esrs load: {e}"))?
-                        .unwrap_or_else(|| esrs::AggregateState::with_id(id));
-                    manager
-                        .handle_command(state, vec![peer_event_at(i + 1)])
-                        .await
-                        .map_err(|e| anyhow!("esrs persist: {e}"))?
-                        .map_err(|e| anyhow!("esrs refused: {e}"))?;
-                    Ok(())
-                }
-            })
-            .await?;
-            push(peers.backend, ESRS, value);
+            #[cfg(feature = "esrs")]
+            {
+                let manager = Arc::clone(&peers.esrs);
+                let value = writers_run(writers, cycles, move |id, i| {
+                    let manager = Arc::clone(&manager);
+                    async move {
+                        let state = manager
+                            .load(id)
+                            .await
+                            .map_err(|e| anyhow!("esrs load: {e}"))?
+                            .unwrap_or_else(|| esrs::AggregateState::with_id(id));
+                        manager
+                            .handle_command(state, vec![peer_event_at(i + 1)])
+                            .await
+                            .map_err(|e| anyhow!("esrs persist: {e}"))?
+                            .map_err(|e| anyhow!("esrs refused: {e}"))?;
+                        Ok(())
+                    }
+                })
+                .await?;
+                push(peers.backend, ESRS, value);
+            }
         }
     }
     for t in &mut results {
