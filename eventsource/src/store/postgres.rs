@@ -120,8 +120,9 @@ impl PostgresEventStore {
         Ok(visited)
     }
 
-    /// After a unique violation: the batch's first event id already stored, or else the
-    /// stream's head (another writer took the version).
+    /// After a unique violation: a stream that is not at the expected version (checked
+    /// first, as for every append), else an event id repeated in the batch or already
+    /// stored, else the stream's head (another writer took the version).
     async fn explain_unique_violation(
         &self,
         aggregate_type: &str,
@@ -129,6 +130,12 @@ impl PostgresEventStore {
         expected: ExpectedVersion,
         events: &[NewEvent],
     ) -> Result<Error> {
+        if let ExpectedVersion::Exact(v) = expected {
+            let actual = head(&self.pool, aggregate_type, aggregate_id).await?;
+            if actual != v {
+                return Ok(conflict(aggregate_type, aggregate_id, expected, actual));
+            }
+        }
         let mut batch = HashSet::with_capacity(events.len());
         for event in events {
             if !batch.insert(event.event_id) {
@@ -200,39 +207,70 @@ fn corrupt(aggregate: String, message: String) -> Error {
     }
 }
 
-/// The whole append in one statement: the stream's head is read, and if it is the
-/// expected version (`$3`, `NULL` for any), the batch (one array per column, unnested in
-/// order) is inserted after it. Returns the head and how many rows were inserted.
-const APPEND_SQL: &str = "WITH head AS ( \
-         SELECT COALESCE(MAX(version), 0)::bigint AS version FROM events \
-         WHERE aggregate_type = $1 AND aggregate_id = $2 \
-     ), inserted AS ( \
-         INSERT INTO events (event_id, aggregate_id, aggregate_type, version, event_type, \
-         event_version, payload, metadata, occurred_at) \
-         SELECT e.event_id, $2, $1, head.version + e.n, e.event_type, e.event_version, \
+/// An append statement: the `head` CTE gives the stream's version, and if it is the
+/// expected version (`$3`, `NULL` for any), the rows are inserted after it. The statement
+/// returns the head and how many rows were inserted.
+macro_rules! append_sql {
+    (head: $head:ident, rows: $rows:ident) => {
+        concat!(
+            "WITH head AS (",
+            $head!(),
+            "), inserted AS ( \
+             INSERT INTO events (event_id, aggregate_id, aggregate_type, version, event_type, \
+             event_version, payload, metadata, occurred_at) ",
+            $rows!(),
+            " RETURNING 1) \
+             SELECT head.version, (SELECT COUNT(*) FROM inserted) FROM head"
+        )
+    };
+}
+
+/// The head of an existing stream.
+macro_rules! stream_head {
+    () => {
+        "SELECT COALESCE(MAX(version), 0)::bigint AS version FROM events \
+         WHERE aggregate_type = $1 AND aggregate_id = $2"
+    };
+}
+
+/// The head of a stream the writer expects to be new: 0 without reading it. Versions
+/// have no gaps, so inserting version 1 succeeds only into an empty stream, and the
+/// unique (aggregate_type, aggregate_id, version) constraint reports the clash otherwise.
+macro_rules! new_stream_head {
+    () => {
+        "SELECT 0::bigint AS version"
+    };
+}
+
+/// The rows of a batch: one array per column, unnested in order.
+macro_rules! batch_rows {
+    () => {
+        "SELECT e.event_id, $2, $1, head.version + e.n, e.event_type, e.event_version, \
          e.payload::json, e.metadata::json, e.occurred_at \
          FROM head, UNNEST($4::uuid[], $5::text[], $6::integer[], $7::text[], $8::text[], \
          $9::timestamptz[]) WITH ORDINALITY \
          AS e(event_id, event_type, event_version, payload, metadata, occurred_at, n) \
-         WHERE $3::bigint IS NULL OR head.version = $3::bigint \
-         ORDER BY e.n \
-         RETURNING 1 \
-     ) \
-     SELECT head.version, (SELECT COUNT(*) FROM inserted) FROM head";
+         WHERE $3::bigint IS NULL OR head.version = $3::bigint ORDER BY e.n"
+    };
+}
 
-/// [`APPEND_SQL`] for a batch of one event, with scalar parameters: most saves record
-/// one event, and binding and unnesting arrays costs the server more than a plain row.
-const APPEND_ONE_SQL: &str = "WITH head AS ( \
-         SELECT COALESCE(MAX(version), 0)::bigint AS version FROM events \
-         WHERE aggregate_type = $1 AND aggregate_id = $2 \
-     ), inserted AS ( \
-         INSERT INTO events (event_id, aggregate_id, aggregate_type, version, event_type, \
-         event_version, payload, metadata, occurred_at) \
-         SELECT $4, $2, $1, head.version + 1, $5, $6, $7::json, $8::json, $9 \
-         FROM head WHERE $3::bigint IS NULL OR head.version = $3::bigint \
-         RETURNING 1 \
-     ) \
-     SELECT head.version, (SELECT COUNT(*) FROM inserted) FROM head";
+/// The row of a batch of one event, from plain parameters: most saves record one event,
+/// and binding and unnesting arrays costs the server more than a plain row.
+macro_rules! one_row {
+    () => {
+        "SELECT $4, $2, $1, head.version + 1, $5, $6, $7::json, $8::json, $9 \
+         FROM head WHERE $3::bigint IS NULL OR head.version = $3::bigint"
+    };
+}
+
+/// Appends a batch to a stream.
+const APPEND_SQL: &str = append_sql!(head: stream_head, rows: batch_rows);
+/// Appends one event to a stream.
+const APPEND_ONE_SQL: &str = append_sql!(head: stream_head, rows: one_row);
+/// Appends a batch to a stream expected to be new.
+const APPEND_NEW_SQL: &str = append_sql!(head: new_stream_head, rows: batch_rows);
+/// Appends one event to a stream expected to be new.
+const APPEND_NEW_ONE_SQL: &str = append_sql!(head: new_stream_head, rows: one_row);
 
 /// `read_stream`: the columns [`event_ref`] reads, in its order.
 const READ_STREAM_SQL: &str = "SELECT position, event_id, version, event_type, event_version, \
@@ -398,7 +436,13 @@ impl EventStore for PostgresEventStore {
             metadata.push(event.metadata.to_json());
             occurred.push(event.occurred_at);
         }
-        let query = sqlx::query_as(if n == 1 { APPEND_ONE_SQL } else { APPEND_SQL })
+        let sql = match (expected, n) {
+            (ExpectedVersion::Exact(0), 1) => APPEND_NEW_ONE_SQL,
+            (ExpectedVersion::Exact(0), _) => APPEND_NEW_SQL,
+            (_, 1) => APPEND_ONE_SQL,
+            _ => APPEND_SQL,
+        };
+        let query = sqlx::query_as(sql)
             .bind(aggregate_type)
             .bind(aggregate_id)
             .bind(expected_param);
