@@ -152,6 +152,44 @@ impl Error {
         }
     }
 
+    /// An [`Error::Conflict`] on this stream.
+    pub(crate) fn conflict(
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        expected: ExpectedVersion,
+        actual: u64,
+    ) -> Self {
+        Error::Conflict {
+            aggregate_type: aggregate_type.to_owned(),
+            aggregate_id,
+            expected,
+            actual,
+        }
+    }
+
+    /// An [`Error::DuplicateEventId`] on this stream.
+    pub(crate) fn duplicate_event(
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        event_id: Uuid,
+    ) -> Self {
+        Error::DuplicateEventId {
+            aggregate_type: aggregate_type.to_owned(),
+            aggregate_id,
+            event_id,
+        }
+    }
+
+    /// An [`Error::CorruptRow`] of the events table.
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    pub(crate) fn corrupt_event(aggregate: String, message: String) -> Self {
+        Error::CorruptRow {
+            table: "events",
+            aggregate,
+            message,
+        }
+    }
+
     /// `true` for [`Error::Conflict`]: reload the aggregate and retry the command.
     pub fn is_conflict(&self) -> bool {
         matches!(self, Error::Conflict { .. })

@@ -96,12 +96,12 @@ impl EventStore for InMemoryEventStore {
         if let ExpectedVersion::Exact(v) = expected
             && v != current
         {
-            return Err(Error::Conflict {
-                aggregate_type: aggregate_type.to_owned(),
+            return Err(Error::conflict(
+                aggregate_type,
                 aggregate_id,
                 expected,
-                actual: current,
-            });
+                current,
+            ));
         }
         if events.is_empty() {
             return Ok(current);
@@ -109,11 +109,11 @@ impl EventStore for InMemoryEventStore {
         let mut batch = HashSet::with_capacity(events.len());
         for e in events {
             if log.ids.contains(&e.event_id) || !batch.insert(e.event_id) {
-                return Err(Error::DuplicateEventId {
-                    aggregate_type: aggregate_type.to_owned(),
+                return Err(Error::duplicate_event(
+                    aggregate_type,
                     aggregate_id,
-                    event_id: e.event_id,
-                });
+                    e.event_id,
+                ));
             }
         }
         let mut version = current;

@@ -113,7 +113,7 @@ impl PostgresEventStore {
         let mut visited = 0;
         while let Some(row) = rows.try_next().await.map_err(Error::backend)? {
             let event = stream_event(&row)
-                .map_err(|m| corrupt(format!("{aggregate_type}/{aggregate_id}"), m))?;
+                .map_err(|m| Error::corrupt_event(format!("{aggregate_type}/{aggregate_id}"), m))?;
             visitor.event(event)?;
             visited += 1;
         }
@@ -133,13 +133,22 @@ impl PostgresEventStore {
         if let ExpectedVersion::Exact(v) = expected {
             let actual = head(&self.pool, aggregate_type, aggregate_id).await?;
             if actual != v {
-                return Ok(conflict(aggregate_type, aggregate_id, expected, actual));
+                return Ok(Error::conflict(
+                    aggregate_type,
+                    aggregate_id,
+                    expected,
+                    actual,
+                ));
             }
         }
         let mut batch = HashSet::with_capacity(events.len());
         for event in events {
             if !batch.insert(event.event_id) {
-                return Ok(duplicate(aggregate_type, aggregate_id, event.event_id));
+                return Ok(Error::duplicate_event(
+                    aggregate_type,
+                    aggregate_id,
+                    event.event_id,
+                ));
             }
         }
         let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
@@ -150,10 +159,15 @@ impl PostgresEventStore {
                 .await
                 .map_err(Error::backend)?;
         if let Some(id) = ids.iter().find(|id| stored.contains(id)) {
-            return Ok(duplicate(aggregate_type, aggregate_id, *id));
+            return Ok(Error::duplicate_event(aggregate_type, aggregate_id, *id));
         }
         let actual = head(&self.pool, aggregate_type, aggregate_id).await?;
-        Ok(conflict(aggregate_type, aggregate_id, expected, actual))
+        Ok(Error::conflict(
+            aggregate_type,
+            aggregate_id,
+            expected,
+            actual,
+        ))
     }
 }
 
@@ -175,36 +189,6 @@ where
         aggregate: format!("{aggregate_type}/{aggregate_id}"),
         message: format!("negative version {version}"),
     })
-}
-
-fn conflict(
-    aggregate_type: &str,
-    aggregate_id: Uuid,
-    expected: ExpectedVersion,
-    actual: u64,
-) -> Error {
-    Error::Conflict {
-        aggregate_type: aggregate_type.to_owned(),
-        aggregate_id,
-        expected,
-        actual,
-    }
-}
-
-fn duplicate(aggregate_type: &str, aggregate_id: Uuid, event_id: Uuid) -> Error {
-    Error::DuplicateEventId {
-        aggregate_type: aggregate_type.to_owned(),
-        aggregate_id,
-        event_id,
-    }
-}
-
-fn corrupt(aggregate: String, message: String) -> Error {
-    Error::CorruptRow {
-        table: "events",
-        aggregate,
-        message,
-    }
 }
 
 /// An append statement: the `head` CTE gives the stream's version, and if it is the
@@ -475,7 +459,12 @@ impl EventStore for PostgresEventStore {
                 if let ExpectedVersion::Exact(v) = expected
                     && v != head
                 {
-                    return Err(conflict(aggregate_type, aggregate_id, expected, head));
+                    return Err(Error::conflict(
+                        aggregate_type,
+                        aggregate_id,
+                        expected,
+                        head,
+                    ));
                 }
                 if inserted != n as i64 {
                     return Err(Error::backend(format!(
@@ -513,7 +502,7 @@ impl EventStore for PostgresEventStore {
         let mut visited = 0;
         while let Some(row) = rows.try_next().await.map_err(Error::backend)? {
             let event = event_ref(&row, aggregate_type, aggregate_id)
-                .map_err(|m| corrupt(format!("{aggregate_type}/{aggregate_id}"), m))?;
+                .map_err(|m| Error::corrupt_event(format!("{aggregate_type}/{aggregate_id}"), m))?;
             visit(event)?;
             visited += 1;
         }
@@ -578,10 +567,10 @@ impl EventStore for PostgresEventStore {
             // Without events from the snapshot on, the one row has no event columns.
             let has_event = !row
                 .try_get_raw(0)
-                .map_err(|e| corrupt(aggregate(), format!("column version: {e}")))?
+                .map_err(|e| Error::corrupt_event(aggregate(), format!("column version: {e}")))?
                 .is_null();
             if has_event {
-                let event = stream_event(&row).map_err(|m| corrupt(aggregate(), m))?;
+                let event = stream_event(&row).map_err(|m| Error::corrupt_event(aggregate(), m))?;
                 if event.version >= from_version {
                     visitor.event(event)?;
                     visited += 1;
@@ -613,17 +602,17 @@ impl EventStore for PostgresEventStore {
             .fetch(&self.pool);
         let mut out = Vec::new();
         while let Some(row) = rows.try_next().await.map_err(Error::backend)? {
-            let aggregate_type: &str = row
-                .try_get(8)
-                .map_err(|e| corrupt("?".to_owned(), format!("column aggregate_type: {e}")))?;
+            let aggregate_type: &str = row.try_get(8).map_err(|e| {
+                Error::corrupt_event("?".to_owned(), format!("column aggregate_type: {e}"))
+            })?;
             let aggregate_id: Uuid = row.try_get(9).map_err(|e| {
-                corrupt(
+                Error::corrupt_event(
                     format!("{aggregate_type}/?"),
                     format!("column aggregate_id: {e}"),
                 )
             })?;
             let event = event_ref(&row, aggregate_type, aggregate_id)
-                .map_err(|m| corrupt(format!("{aggregate_type}/{aggregate_id}"), m))?;
+                .map_err(|m| Error::corrupt_event(format!("{aggregate_type}/{aggregate_id}"), m))?;
             out.push(event.to_recorded()?);
         }
         Ok(out)

@@ -127,10 +127,19 @@ impl SqliteEventStore {
             .zip(&ids)
             .find_map(|(event, id)| stored.contains(id).then_some(event))
         {
-            return Ok(duplicate(aggregate_type, aggregate_id, event.event_id));
+            return Ok(Error::duplicate_event(
+                aggregate_type,
+                aggregate_id,
+                event.event_id,
+            ));
         }
         let actual = self.head(aggregate_type, aggregate_id).await?;
-        Ok(conflict(aggregate_type, aggregate_id, expected, actual))
+        Ok(Error::conflict(
+            aggregate_type,
+            aggregate_id,
+            expected,
+            actual,
+        ))
     }
 }
 
@@ -182,28 +191,6 @@ async fn head(
         aggregate: format!("{aggregate_type}/{aggregate_id}"),
         message: format!("negative version {version}"),
     })
-}
-
-fn conflict(
-    aggregate_type: &str,
-    aggregate_id: Uuid,
-    expected: ExpectedVersion,
-    actual: u64,
-) -> Error {
-    Error::Conflict {
-        aggregate_type: aggregate_type.to_owned(),
-        aggregate_id,
-        expected,
-        actual,
-    }
-}
-
-fn duplicate(aggregate_type: &str, aggregate_id: Uuid, event_id: Uuid) -> Error {
-    Error::DuplicateEventId {
-        aggregate_type: aggregate_type.to_owned(),
-        aggregate_id,
-        event_id,
-    }
 }
 
 /// The `INSERT` of `rows` events: the stream's id and type are `?1` and `?2`, each row's
@@ -316,14 +303,6 @@ const READ_ALL_SQL: &str = "SELECT position, event_id, version, event_type, even
      payload, metadata, occurred_at, aggregate_type, aggregate_id FROM events \
      WHERE position >= ?1 ORDER BY position LIMIT ?2";
 
-fn corrupt(aggregate: String, message: String) -> Error {
-    Error::CorruptRow {
-        table: "events",
-        aggregate,
-        message,
-    }
-}
-
 #[async_trait]
 impl EventStore for SqliteEventStore {
     async fn append(
@@ -337,9 +316,12 @@ impl EventStore for SqliteEventStore {
         if events.is_empty() {
             let current = self.head(aggregate_type, aggregate_id).await?;
             return match expected {
-                ExpectedVersion::Exact(v) if v != current => {
-                    Err(conflict(aggregate_type, aggregate_id, expected, current))
-                }
+                ExpectedVersion::Exact(v) if v != current => Err(Error::conflict(
+                    aggregate_type,
+                    aggregate_id,
+                    expected,
+                    current,
+                )),
                 _ => Ok(current),
             };
         }
@@ -352,12 +334,21 @@ impl EventStore for SqliteEventStore {
         if let ExpectedVersion::Exact(v) = expected
             && v != current
         {
-            return Err(conflict(aggregate_type, aggregate_id, expected, current));
+            return Err(Error::conflict(
+                aggregate_type,
+                aggregate_id,
+                expected,
+                current,
+            ));
         }
         let mut batch = HashSet::with_capacity(events.len());
         for event in events {
             if !batch.insert(event.event_id) {
-                return Err(duplicate(aggregate_type, aggregate_id, event.event_id));
+                return Err(Error::duplicate_event(
+                    aggregate_type,
+                    aggregate_id,
+                    event.event_id,
+                ));
             }
         }
 
@@ -427,7 +418,7 @@ impl EventStore for SqliteEventStore {
         let mut visited = 0;
         while let Some(row) = rows.try_next().await.map_err(Error::backend)? {
             let event = stream_event(&row)
-                .map_err(|m| corrupt(format!("{aggregate_type}/{aggregate_id}"), m))?;
+                .map_err(|m| Error::corrupt_event(format!("{aggregate_type}/{aggregate_id}"), m))?;
             visitor.event(event)?;
             visited += 1;
         }
@@ -450,7 +441,7 @@ impl EventStore for SqliteEventStore {
         let mut visited = 0;
         while let Some(row) = rows.try_next().await.map_err(Error::backend)? {
             let event = event_ref(&row, aggregate_type, aggregate_id)
-                .map_err(|m| corrupt(format!("{aggregate_type}/{aggregate_id}"), m))?;
+                .map_err(|m| Error::corrupt_event(format!("{aggregate_type}/{aggregate_id}"), m))?;
             visit(event)?;
             visited += 1;
         }
@@ -478,24 +469,24 @@ impl EventStore for SqliteEventStore {
             .fetch(&self.pool);
         let mut out = Vec::new();
         while let Some(row) = rows.try_next().await.map_err(Error::backend)? {
-            let aggregate_type: &str = row
-                .try_get(8)
-                .map_err(|e| corrupt("?".to_owned(), format!("column aggregate_type: {e}")))?;
+            let aggregate_type: &str = row.try_get(8).map_err(|e| {
+                Error::corrupt_event("?".to_owned(), format!("column aggregate_type: {e}"))
+            })?;
             let aggregate_id_text: &str = row.try_get(9).map_err(|e| {
-                corrupt(
+                Error::corrupt_event(
                     format!("{aggregate_type}/?"),
                     format!("column aggregate_id: {e}"),
                 )
             })?;
             let aggregate = format!("{aggregate_type}/{aggregate_id_text}");
             let aggregate_id = Uuid::parse_str(aggregate_id_text).map_err(|e| {
-                corrupt(
+                Error::corrupt_event(
                     aggregate.clone(),
                     format!("aggregate_id `{aggregate_id_text}` is not a UUID: {e}"),
                 )
             })?;
-            let event =
-                event_ref(&row, aggregate_type, aggregate_id).map_err(|m| corrupt(aggregate, m))?;
+            let event = event_ref(&row, aggregate_type, aggregate_id)
+                .map_err(|m| Error::corrupt_event(aggregate, m))?;
             out.push(event.to_recorded()?);
         }
         Ok(out)
