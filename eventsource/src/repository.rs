@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tracing::{Instrument, Span, field};
 use uuid::Uuid;
 
@@ -21,6 +21,9 @@ use crate::snapshot::{
 };
 use crate::store::{EventStore, ExpectedVersion};
 
+/// The repository's source of the current time (see [`RepositoryBuilder::clock`]).
+type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
 /// Default bound on background snapshot writes running at once.
 pub const DEFAULT_MAX_BACKGROUND_SNAPSHOTS: usize = 4;
 
@@ -35,6 +38,7 @@ pub struct AggregateRepository<A: Aggregate> {
     snapshots: Option<Arc<dyn SnapshotStore>>,
     policy: SnapshotPolicy,
     background: Option<BackgroundWriter>,
+    clock: Clock,
     _aggregate: PhantomData<fn() -> A>,
 }
 
@@ -45,6 +49,7 @@ impl<A: Aggregate> Clone for AggregateRepository<A> {
             snapshots: self.snapshots.clone(),
             policy: self.policy.clone(),
             background: self.background.clone(),
+            clock: Arc::clone(&self.clock),
             _aggregate: PhantomData,
         }
     }
@@ -68,6 +73,7 @@ pub struct RepositoryBuilder<A: Aggregate> {
     snapshots: Option<Arc<dyn SnapshotStore>>,
     policy: SnapshotPolicy,
     max_background: usize,
+    clock: Clock,
     invalid: Option<Error>,
     _aggregate: PhantomData<fn() -> A>,
 }
@@ -129,17 +135,27 @@ impl<A: Aggregate> RepositoryBuilder<A> {
         self
     }
 
+    /// Reads the current time from `clock` instead of the system clock: the `now` that
+    /// snapshot strategies decide with, and the time snapshots are stamped with. For
+    /// tests of time-based policies.
+    pub fn clock(mut self, clock: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
     /// The repository, or the first invalid setting.
     pub fn build(self) -> Result<AggregateRepository<A>> {
         if let Some(error) = self.invalid {
             return Err(error);
         }
-        Ok(AggregateRepository::from_parts(
+        let mut repo = AggregateRepository::from_parts(
             self.events,
             self.snapshots,
             self.policy,
             self.max_background,
-        ))
+        );
+        repo.clock = self.clock;
+        Ok(repo)
     }
 }
 
@@ -151,6 +167,7 @@ impl<A: Aggregate> AggregateRepository<A> {
             snapshots: None,
             policy: A::snapshot_policy(),
             max_background: DEFAULT_MAX_BACKGROUND_SNAPSHOTS,
+            clock: Arc::new(Utc::now),
             invalid: None,
             _aggregate: PhantomData,
         }
@@ -191,6 +208,7 @@ impl<A: Aggregate> AggregateRepository<A> {
             snapshots,
             policy,
             background,
+            clock: Arc::new(Utc::now),
             _aggregate: PhantomData,
         }
     }
@@ -363,7 +381,7 @@ impl<A: Aggregate> AggregateRepository<A> {
         if self.policy.mode == SnapshotMode::Manual {
             return;
         }
-        let now = Utc::now();
+        let now = (self.clock)();
         let history = *root.load_history();
         let ctx = SnapshotContext {
             aggregate_type: A::TYPE,
@@ -379,7 +397,7 @@ impl<A: Aggregate> AggregateRepository<A> {
         if !self.policy.strategy.should_snapshot(&ctx) {
             return;
         }
-        let snapshot = match self.capture(root) {
+        let snapshot = match self.capture(root, now) {
             Ok(snapshot) => snapshot,
             Err(error) => {
                 tracing::warn!(aggregate_type = A::TYPE, aggregate_id = %root.id(), %error,
@@ -407,7 +425,7 @@ impl<A: Aggregate> AggregateRepository<A> {
         }
     }
 
-    fn capture(&self, root: &AggregateRoot<A>) -> Result<Snapshot> {
+    fn capture(&self, root: &AggregateRoot<A>, now: DateTime<Utc>) -> Result<Snapshot> {
         let state = root.state().to_snapshot().map_err(|source| Error::Encode {
             aggregate_type: A::TYPE.to_owned(),
             what: "state".to_owned(),
@@ -419,7 +437,7 @@ impl<A: Aggregate> AggregateRepository<A> {
             version: root.version(),
             schema_version: A::SCHEMA_VERSION,
             state,
-            created_at: Utc::now(),
+            created_at: now,
         })
     }
 
@@ -450,7 +468,7 @@ impl<A: Aggregate> AggregateRepository<A> {
                 root.id()
             )));
         }
-        let snapshot = self.capture(root)?;
+        let snapshot = self.capture(root, (self.clock)())?;
         let span = tracing::info_span!("eventsource.create_snapshot", aggregate_type = A::TYPE,
             aggregate_id = %root.id(), version = snapshot.version);
         store.save(&snapshot).instrument(span).await?;

@@ -463,3 +463,60 @@ async fn bulk_invalidation_by_schema_version() {
     assert_eq!(snapshots.delete_by_type("Order", None).await.unwrap(), 2);
     assert!(snapshots.is_empty());
 }
+
+#[tokio::test]
+async fn time_based_policy_through_the_repository_with_an_injected_clock() {
+    use std::sync::atomic::AtomicI64;
+    use std::time::Duration;
+
+    use eventsource::snapshot::TimeSinceSnapshot;
+
+    let start = Utc::now();
+    let minutes = Arc::new(AtomicI64::new(0));
+    let clock = {
+        let minutes = Arc::clone(&minutes);
+        move || start + chrono::Duration::minutes(minutes.load(Ordering::SeqCst))
+    };
+    let store = Arc::new(TestSnapshotStore::default());
+    let repo = AggregateRepository::<Order>::builder(Arc::new(InMemoryEventStore::new()))
+        .snapshot_store(store.clone())
+        .strategy(TimeSinceSnapshot::new(Duration::from_secs(3600)))
+        .clock(clock)
+        .build()
+        .unwrap();
+
+    let mut order = order_with_events(&repo, 1);
+    repo.save(&mut order).await.unwrap(); // no snapshot yet: due at once
+    assert_eq!(store.saved_versions(), [1]);
+
+    minutes.store(30, Ordering::SeqCst);
+    add_items(&mut order, 1);
+    repo.save(&mut order).await.unwrap();
+    assert_eq!(store.saved_versions(), [1], "30 minutes after the snapshot");
+
+    minutes.store(61, Ordering::SeqCst);
+    add_items(&mut order, 1);
+    repo.save(&mut order).await.unwrap();
+    assert_eq!(
+        store.saved_versions(),
+        [1, 3],
+        "61 minutes after the snapshot"
+    );
+    let snapshot = store.inner.get("Order", order.id()).await.unwrap().unwrap();
+    assert_eq!(snapshot.created_at, start + chrono::Duration::minutes(61));
+
+    // A reloaded root knows its snapshot's time from the store.
+    let mut reloaded = repo.load(order.id()).await.unwrap();
+    assert_eq!(
+        reloaded.load_history().snapshot_at,
+        Some(snapshot.created_at)
+    );
+    minutes.store(90, Ordering::SeqCst);
+    add_items(&mut reloaded, 1);
+    repo.save(&mut reloaded).await.unwrap();
+    assert_eq!(
+        store.saved_versions(),
+        [1, 3],
+        "29 minutes after the last one"
+    );
+}
