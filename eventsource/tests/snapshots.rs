@@ -403,7 +403,9 @@ async fn background_writes_are_bounded() {
     }
     assert_eq!(repo.pending_snapshot_count(), 6);
     gate.add_permits(6);
-    assert_eq!(repo.await_pending_snapshots().await, 6);
+    // The writes may finish before the wait starts: only the outcome is certain.
+    repo.await_pending_snapshots().await;
+    assert_eq!(repo.pending_snapshot_count(), 0);
     assert_eq!(store.saved_versions().len(), 6);
     let max = store.max_in_flight.load(Ordering::SeqCst);
     assert!(
