@@ -55,6 +55,17 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Stores and features
+//!
+//! | store | feature | for |
+//! |---|---|---|
+//! | [`InMemoryEventStore`], [`InMemorySnapshotStore`] | always | tests, prototypes |
+//! | `SqliteEventStore`, `SqliteSnapshotStore` | `sqlite` (default) | embedded, one process |
+//! | `PostgresEventStore`, `PostgresSnapshotStore` | `postgres` | several processes sharing a database |
+//!
+//! [`migrations`] creates the SQL tables. Every store passes the same conformance suite,
+//! so an application tested on the in-memory stores behaves the same on a database.
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -3,8 +3,8 @@
 //! The schema lives in `.sql` files, one folder per backend (`migrations/postgres/`,
 //! `migrations/sqlite/`), named `<VERSION>_<DESCRIPTION>.sql` as `sqlx migrate` expects.
 //! [`schema`] returns the SQL of one table as text, for review or for a migration tool of
-//! your own; [`migrate_postgres`] and [`migrate_sqlite`] apply every file that has not
-//! been applied yet.
+//! your own; `migrate_postgres` (feature `postgres`) and `migrate_sqlite` (feature
+//! `sqlite`) apply every file that has not been applied yet.
 //!
 //! The applied versions are recorded in their own table, [`MIGRATIONS_TABLE`], so they
 //! never mix with the `_sqlx_migrations` history of the application's own migrations.
@@ -66,7 +66,8 @@ impl fmt::Display for Table {
 }
 
 /// The SQL that creates a table and its indexes on a backend: the text of the migration
-/// file that [`migrate_postgres`] or [`migrate_sqlite`] applies.
+/// file that `migrate_postgres` (feature `postgres`) or `migrate_sqlite` (feature
+/// `sqlite`) applies.
 pub fn schema(table: Table, backend: Backend) -> &'static str {
     match (backend, table) {
         (Backend::Postgres, Table::Events) => {
