@@ -344,7 +344,14 @@ impl<A: Aggregate> AggregateRepository<A> {
                 )
                 .await?;
             debug_assert_eq!(version, root.version());
-            let types = root.uncommitted_types();
+            // The strategies see the saved event types; without automatic snapshots no
+            // one does, and the save skips collecting them.
+            let automatic = self.snapshots.is_some() && self.policy.mode != SnapshotMode::Manual;
+            let types = if automatic {
+                root.uncommitted_types()
+            } else {
+                Vec::new()
+            };
             root.mark_committed();
             self.after_save(root, before, &types).await;
             Ok(())
