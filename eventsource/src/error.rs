@@ -1,10 +1,11 @@
 //! The crate's error type.
 
 use std::error::Error as StdError;
+use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::store::ExpectedVersion;
+use crate::version::ExpectedVersion;
 
 /// A boxed error from a backend or from serde.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
@@ -102,12 +103,16 @@ pub enum Error {
     },
 
     /// A row read from a store could not be decoded.
-    #[error("corrupt row in {table} for {aggregate}: {message}")]
+    #[error("corrupt row in {table} for {}/{}: {message}",
+        aggregate_type.as_deref().unwrap_or("?"),
+        aggregate_id.map_or_else(|| "?".to_owned(), |id| id.to_string()))]
     CorruptRow {
         /// The table read.
         table: &'static str,
-        /// `type/id` of the aggregate the row belongs to, or `?` when unknown.
-        aggregate: String,
+        /// The type of the aggregate the row belongs to, when it could be read.
+        aggregate_type: Option<String>,
+        /// The id of the aggregate the row belongs to, when it could be read.
+        aggregate_id: Option<Uuid>,
         /// What was wrong.
         message: String,
     },
@@ -121,11 +126,38 @@ pub enum Error {
         aggregate_type: String,
     },
 
-    /// An argument was out of range or malformed.
+    /// An argument was out of range or malformed. Nothing was written.
     #[error("invalid input: {message}")]
     InvalidInput {
+        /// The argument or field at fault (`aggregate_type`, `event_type`, `payload`,
+        /// `state`, `threshold`...).
+        field: &'static str,
         /// What was wrong and what is accepted.
         message: String,
+    },
+
+    /// A value would not come back as it was saved: a payload or state with NaN or an
+    /// infinite float (JSON writes them as `null`), or a type whose serialization does
+    /// not decode. Nothing was written.
+    #[error("{what} of {aggregate_type}/{aggregate_id} would not load back as saved: {reason}")]
+    NotRoundTrip {
+        /// The aggregate type.
+        aggregate_type: String,
+        /// The aggregate id.
+        aggregate_id: Uuid,
+        /// What was refused: `event <type> (<id>)` or `snapshot state`.
+        what: String,
+        /// Why it would not decode back.
+        reason: String,
+    },
+
+    /// An operation did not finish in the time it was given, and was cancelled.
+    #[error("{what} did not finish within {after:?}")]
+    Timeout {
+        /// What was cancelled ("reading the snapshot", "writing the snapshot").
+        what: &'static str,
+        /// The limit that was reached.
+        after: Duration,
     },
 
     /// The storage backend failed (connection, I/O, SQL error).
@@ -145,9 +177,15 @@ impl Error {
         }
     }
 
-    /// An [`Error::InvalidInput`] with this message.
-    pub fn invalid_input(message: impl Into<String>) -> Self {
+    /// An [`Error::Timeout`].
+    pub(crate) fn timeout(what: &'static str, after: Duration) -> Self {
+        Error::Timeout { what, after }
+    }
+
+    /// An [`Error::InvalidInput`] about `field`.
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
         Error::InvalidInput {
+            field,
             message: message.into(),
         }
     }
@@ -180,14 +218,28 @@ impl Error {
         }
     }
 
-    /// An [`Error::CorruptRow`] of the events table.
-    #[cfg(any(feature = "postgres", feature = "sqlite"))]
-    pub(crate) fn corrupt_event(aggregate: String, message: String) -> Self {
+    /// An [`Error::CorruptRow`] of `table`, for the aggregate when known.
+    pub(crate) fn corrupt_row(
+        table: &'static str,
+        aggregate_type: Option<&str>,
+        aggregate_id: Option<Uuid>,
+        message: impl Into<String>,
+    ) -> Self {
         Error::CorruptRow {
-            table: "events",
-            aggregate,
-            message,
+            table,
+            aggregate_type: aggregate_type.map(str::to_owned),
+            aggregate_id,
+            message: message.into(),
         }
+    }
+
+    /// An [`Error::CorruptRow`] of the events table of this stream.
+    pub(crate) fn corrupt_event(
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::corrupt_row("events", Some(aggregate_type), Some(aggregate_id), message)
     }
 
     /// `true` for [`Error::Conflict`]: reload the aggregate and retry the command.

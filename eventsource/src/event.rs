@@ -175,10 +175,12 @@ impl EventRef<'_> {
 
     /// Copies the event out of the store's buffer, parsing its metadata.
     pub fn to_recorded(&self) -> crate::Result<RecordedEvent> {
-        let metadata = parse_metadata(self.metadata).map_err(|e| crate::Error::CorruptRow {
-            table: "events",
-            aggregate: format!("{}/{}", self.aggregate_type, self.aggregate_id),
-            message: format!("metadata of version {} is not valid: {e}", self.version),
+        let metadata = parse_metadata(self.metadata).map_err(|e| {
+            crate::Error::corrupt_event(
+                self.aggregate_type,
+                self.aggregate_id,
+                format!("metadata of version {} is not valid: {e}", self.version),
+            )
         })?;
         Ok(RecordedEvent {
             position: self.position,

@@ -1,5 +1,8 @@
 //! Folding a snapshot and a stream of events into an aggregate root.
 
+use std::ops::ControlFlow;
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -16,6 +19,7 @@ pub(crate) struct Loader<A: Aggregate> {
     anchor: Anchor,
     applied: u64,
     snapshot: Option<(u64, DateTime<Utc>)>,
+    snapshot_timeout: Duration,
 }
 
 /// Where a snapshot-anchored read stands.
@@ -37,12 +41,14 @@ pub(crate) enum Loaded<A: Aggregate> {
 }
 
 impl<A: Aggregate> Loader<A> {
-    pub(crate) fn new(id: Uuid) -> Self {
+    /// A loader giving the snapshot lookup at most `snapshot_timeout`.
+    pub(crate) fn new(id: Uuid, snapshot_timeout: Duration) -> Self {
         Loader {
             root: AggregateRoot::new(id),
             anchor: Anchor::Found,
             applied: 0,
             snapshot: None,
+            snapshot_timeout,
         }
     }
 
@@ -70,6 +76,12 @@ impl<A: Aggregate> Loader<A> {
     /// Restores from the snapshot if it is usable; logs why not otherwise.
     fn restore(&mut self, snapshot: Snapshot) -> Option<u64> {
         let id = self.root.id();
+        if snapshot.schema_version > A::SCHEMA_VERSION {
+            tracing::warn!(aggregate_type = A::TYPE, aggregate_id = %id,
+                snapshot_schema = snapshot.schema_version, expected_schema = A::SCHEMA_VERSION,
+                "snapshot was written by newer code (higher schema version); replaying all events");
+            return None;
+        }
         if snapshot.schema_version != A::SCHEMA_VERSION {
             tracing::info!(aggregate_type = A::TYPE, aggregate_id = %id,
                 snapshot_schema = snapshot.schema_version, expected_schema = A::SCHEMA_VERSION,
@@ -111,16 +123,16 @@ impl<A: Aggregate> LoadVisitor for Loader<A> {
         }
     }
 
-    fn event(&mut self, e: StreamEvent<'_>) -> Result<()> {
+    fn event(&mut self, e: StreamEvent<'_>) -> Result<ControlFlow<()>> {
         if let Anchor::Expected(version) = self.anchor {
             // Reading from the snapshot's own version proves the stream reaches it,
             // without a second round trip.
             if e.version != version {
                 self.anchor = Anchor::Missing;
-                return Err(Error::invalid_input("the snapshot's event is missing"));
+                return Ok(ControlFlow::Break(()));
             }
             self.anchor = Anchor::Found;
-            return Ok(());
+            return Ok(ControlFlow::Continue(()));
         }
         let event =
             A::Event::from_payload(e.event_type, e.event_version, e.payload).map_err(|source| {
@@ -135,6 +147,10 @@ impl<A: Aggregate> LoadVisitor for Loader<A> {
             })?;
         self.root.apply_stored(e.version, &event)?;
         self.applied += 1;
-        Ok(())
+        Ok(ControlFlow::Continue(()))
+    }
+
+    fn snapshot_timeout(&self) -> Option<Duration> {
+        Some(self.snapshot_timeout)
     }
 }

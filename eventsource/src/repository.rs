@@ -1,9 +1,10 @@
 //! [`AggregateRepository`]: loads and saves aggregates, taking and using snapshots.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tracing::{Instrument, Span, field};
@@ -19,7 +20,8 @@ use crate::snapshot::{
     EveryNEvents, Snapshot, SnapshotContext, SnapshotMode, SnapshotPolicy, SnapshotStore,
     SnapshotStrategy,
 };
-use crate::store::{EventStore, ExpectedVersion};
+use crate::store::{EventStore, checks};
+use crate::version::ExpectedVersion;
 
 /// The repository's source of the current time (see [`RepositoryBuilder::clock`]).
 type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
@@ -39,8 +41,14 @@ pub struct AggregateRepository<A: Aggregate> {
     policy: SnapshotPolicy,
     background: Option<BackgroundWriter>,
     clock: Clock,
+    /// Aggregates whose state was refused as a snapshot: logged as an error the first
+    /// time only, so a state that can never be stored does not flood the log.
+    refused: Arc<Mutex<HashSet<Uuid>>>,
     _aggregate: PhantomData<fn() -> A>,
 }
+
+/// How many refused aggregates a repository remembers (to log each once).
+const MAX_REMEMBERED_REFUSALS: usize = 10_000;
 
 impl<A: Aggregate> Clone for AggregateRepository<A> {
     fn clone(&self) -> Self {
@@ -50,6 +58,7 @@ impl<A: Aggregate> Clone for AggregateRepository<A> {
             policy: self.policy.clone(),
             background: self.background.clone(),
             clock: Arc::clone(&self.clock),
+            refused: Arc::clone(&self.refused),
             _aggregate: PhantomData,
         }
     }
@@ -97,7 +106,8 @@ impl<A: Aggregate> RepositoryBuilder<A> {
         match EveryNEvents::new(n) {
             Some(every) => self.policy.strategy = Arc::new(every),
             None => {
-                self.invalid = Some(Error::invalid_input(
+                self.invalid = Some(Error::invalid(
+                    "threshold",
                     "snapshot threshold must be at least 1; use `SnapshotMode::Manual` or the `Never` strategy to disable automatic snapshots",
                 ))
             }
@@ -127,11 +137,28 @@ impl<A: Aggregate> RepositoryBuilder<A> {
     /// [`DEFAULT_MAX_BACKGROUND_SNAPSHOTS`]). `0` is refused by [`build`](Self::build).
     pub fn max_background_snapshots(mut self, n: usize) -> Self {
         if n == 0 {
-            self.invalid = Some(Error::invalid_input(
+            self.invalid = Some(Error::invalid(
+                "max_background_snapshots",
                 "max_background_snapshots must be at least 1",
             ));
         }
         self.max_background = n;
+        self
+    }
+
+    /// The longest a snapshot read or write may take (replaces the declared
+    /// `#[snapshot(timeout = ...)]`, default
+    /// [`DEFAULT_SNAPSHOT_TIMEOUT`](crate::snapshot::DEFAULT_SNAPSHOT_TIMEOUT)). Past it
+    /// a load replays from the events and a save stands without its snapshot. Zero is
+    /// refused by [`build`](Self::build).
+    pub fn snapshot_timeout(mut self, timeout: Duration) -> Self {
+        if timeout.is_zero() {
+            self.invalid = Some(Error::invalid(
+                "snapshot_timeout",
+                "snapshot_timeout must be above zero",
+            ));
+        }
+        self.policy.timeout = timeout;
         self
     }
 
@@ -143,7 +170,7 @@ impl<A: Aggregate> RepositoryBuilder<A> {
         self
     }
 
-    /// The repository, or the first invalid setting.
+    /// The repository, or the last invalid setting made.
     pub fn build(self) -> Result<AggregateRepository<A>> {
         if let Some(error) = self.invalid {
             return Err(error);
@@ -191,16 +218,18 @@ impl<A: Aggregate> AggregateRepository<A> {
         )
     }
 
-    pub(crate) fn from_parts(
+    fn from_parts(
         events: Arc<dyn EventStore>,
         snapshots: Option<Arc<dyn SnapshotStore>>,
         policy: SnapshotPolicy,
         max_background: usize,
     ) -> Self {
         let background = match (&snapshots, policy.mode) {
-            (Some(store), SnapshotMode::Background) => {
-                Some(BackgroundWriter::new(Arc::clone(store), max_background))
-            }
+            (Some(store), SnapshotMode::Background) => Some(BackgroundWriter::new(
+                Arc::clone(store),
+                max_background,
+                policy.timeout,
+            )),
             _ => None,
         };
         AggregateRepository {
@@ -209,6 +238,7 @@ impl<A: Aggregate> AggregateRepository<A> {
             policy,
             background,
             clock: Arc::new(Utc::now),
+            refused: Arc::default(),
             _aggregate: PhantomData,
         }
     }
@@ -223,24 +253,9 @@ impl<A: Aggregate> AggregateRepository<A> {
         self.snapshots.as_ref()
     }
 
-    /// `true` when the repository has a snapshot store.
-    pub fn has_snapshot_support(&self) -> bool {
-        self.snapshots.is_some()
-    }
-
     /// The policy in effect (declared, or overridden by the builder).
     pub fn snapshot_policy(&self) -> &SnapshotPolicy {
         &self.policy
-    }
-
-    /// The every-N threshold of the policy in effect, if it has one.
-    pub fn snapshot_threshold(&self) -> Option<u64> {
-        self.policy.strategy.threshold()
-    }
-
-    /// The snapshot mode in effect.
-    pub fn snapshot_mode(&self) -> SnapshotMode {
-        self.policy.mode
     }
 
     /// A new aggregate at version 0; nothing is stored until it is saved.
@@ -303,7 +318,7 @@ impl<A: Aggregate> AggregateRepository<A> {
     /// Reads the aggregate, starting from its snapshot if `use_snapshot` and there is a
     /// usable one.
     async fn read(&self, id: Uuid, use_snapshot: bool) -> Result<Loaded<A>> {
-        let mut loader = Loader::<A>::new(id);
+        let mut loader = Loader::<A>::new(id, self.policy.timeout);
         let snapshots = self.snapshots.as_deref().filter(|_| use_snapshot);
         let read = self
             .events
@@ -360,6 +375,8 @@ impl<A: Aggregate> AggregateRepository<A> {
         .await
     }
 
+    /// The events to append, each refused unless its payload decodes back: a NaN or an
+    /// infinite float is written as `null` by JSON, and would make every later load fail.
     fn encode(&self, root: &AggregateRoot<A>) -> Result<Vec<NewEvent>> {
         root.uncommitted()
             .iter()
@@ -369,6 +386,19 @@ impl<A: Aggregate> AggregateRepository<A> {
                     what: u.event.event_type().to_owned(),
                     source,
                 })?;
+                if let Err(e) =
+                    A::Event::from_payload(u.event.event_type(), u.event.event_version(), &payload)
+                {
+                    return Err(Error::NotRoundTrip {
+                        aggregate_type: A::TYPE.to_owned(),
+                        aggregate_id: root.id(),
+                        what: format!("event {} ({})", u.event.event_type(), u.event_id),
+                        reason: format!(
+                            "its JSON payload {payload:.200} does not decode ({e}); \
+                             NaN and infinite floats are written as null"
+                        ),
+                    });
+                }
                 Ok(NewEvent {
                     event_id: u.event_id,
                     event_type: u.event.event_type().to_owned(),
@@ -407,8 +437,7 @@ impl<A: Aggregate> AggregateRepository<A> {
         let snapshot = match self.capture(root, now) {
             Ok(snapshot) => snapshot,
             Err(error) => {
-                tracing::warn!(aggregate_type = A::TYPE, aggregate_id = %root.id(), %error,
-                    "cannot serialize the state for a snapshot; the save stands");
+                self.report_refusal(root.id(), &error);
                 return;
             }
         };
@@ -416,7 +445,7 @@ impl<A: Aggregate> AggregateRepository<A> {
         let (version, created_at) = (snapshot.version, snapshot.created_at);
         let written = match &self.background {
             Some(background) => background.schedule(snapshot),
-            None => match store.save(&snapshot).await {
+            None => match self.write(store.as_ref(), &snapshot).await {
                 Ok(()) => true,
                 Err(error) => {
                     tracing::warn!(aggregate_type = A::TYPE, aggregate_id = %root.id(),
@@ -432,28 +461,85 @@ impl<A: Aggregate> AggregateRepository<A> {
         }
     }
 
+    /// Writes a snapshot within the policy's timeout (cancelled past it).
+    async fn write(&self, store: &dyn SnapshotStore, snapshot: &Snapshot) -> Result<()> {
+        let limit = self.policy.timeout;
+        tokio::time::timeout(limit, store.save(snapshot))
+            .await
+            .unwrap_or_else(|_| Err(Error::timeout("writing the snapshot", limit)))
+    }
+
+    /// A state refused as a snapshot: an error in the log the first time for an
+    /// aggregate, a debug line after that.
+    fn report_refusal(&self, id: Uuid, error: &Error) {
+        let first = {
+            let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+            refused.len() < MAX_REMEMBERED_REFUSALS && refused.insert(id)
+        };
+        if first {
+            tracing::error!(aggregate_type = A::TYPE, aggregate_id = %id, %error,
+                "the state cannot be stored as a snapshot; loads replay its events until it can (logged once)");
+        } else {
+            tracing::debug!(aggregate_type = A::TYPE, aggregate_id = %id, %error,
+                "the state cannot be stored as a snapshot");
+        }
+    }
+
+    /// The snapshot of the root's state, refused unless every store can keep it and it
+    /// loads back as the same state: decoding its JSON and encoding the result again
+    /// gives the same JSON value. A state with NaN, an infinite float or a map that does
+    /// not survive JSON would otherwise be restored wrong, or fail on every load.
     fn capture(&self, root: &AggregateRoot<A>, now: DateTime<Utc>) -> Result<Snapshot> {
         let state = root.state().to_snapshot().map_err(|source| Error::Encode {
             aggregate_type: A::TYPE.to_owned(),
             what: "state".to_owned(),
             source,
         })?;
-        Ok(Snapshot {
+        let refused = |reason: String| Error::NotRoundTrip {
+            aggregate_type: A::TYPE.to_owned(),
+            aggregate_id: root.id(),
+            what: "snapshot state".to_owned(),
+            reason,
+        };
+        let restored = A::from_snapshot(&state).map_err(|e| {
+            refused(format!(
+                "its JSON does not decode ({e}); NaN and infinite floats are written as null"
+            ))
+        })?;
+        let again = restored
+            .to_snapshot()
+            .map_err(|e| refused(format!("the decoded state does not encode again ({e})")))?;
+        if again != state {
+            let (a, b) = (
+                serde_json::from_str::<serde_json::Value>(&state),
+                serde_json::from_str::<serde_json::Value>(&again),
+            );
+            if !matches!((a, b), (Ok(a), Ok(b)) if a == b) {
+                return Err(refused(
+                    "the state decoded from its JSON encodes to different JSON".to_owned(),
+                ));
+            }
+        }
+        let snapshot = Snapshot {
             aggregate_id: root.id(),
             aggregate_type: A::TYPE.to_owned(),
             version: root.version(),
             schema_version: A::SCHEMA_VERSION,
             state,
             created_at: now,
-        })
+        };
+        checks::snapshot(&snapshot)?;
+        Ok(snapshot)
     }
 
     /// Takes a snapshot of a saved aggregate now, whatever the mode and strategy, and
     /// writes it before returning.
     ///
-    /// Errors: [`Error::NoSnapshotStore`] without a snapshot store, and
+    /// Errors: [`Error::NoSnapshotStore`] without a snapshot store;
     /// [`Error::InvalidInput`] for an aggregate with unsaved events or no events at all
-    /// (a snapshot must describe stored events only).
+    /// (a snapshot must describe stored events only), or a state no store can keep;
+    /// [`Error::NotRoundTrip`] for a state that would not load back as it is;
+    /// [`Error::Timeout`] when the write takes longer than the snapshot timeout.
     pub async fn create_snapshot(&self, root: &mut AggregateRoot<A>) -> Result<Snapshot> {
         let Some(store) = &self.snapshots else {
             return Err(Error::NoSnapshotStore {
@@ -461,24 +547,32 @@ impl<A: Aggregate> AggregateRepository<A> {
             });
         };
         if root.has_changes() {
-            return Err(Error::invalid_input(format!(
-                "{}/{} has {} unsaved events; save it before taking a snapshot",
-                A::TYPE,
-                root.id(),
-                root.uncommitted().len()
-            )));
+            return Err(Error::invalid(
+                "aggregate",
+                format!(
+                    "{}/{} has {} unsaved events; save it before taking a snapshot",
+                    A::TYPE,
+                    root.id(),
+                    root.uncommitted().len()
+                ),
+            ));
         }
         if root.version() == 0 {
-            return Err(Error::invalid_input(format!(
-                "{}/{} has no events; there is nothing to snapshot",
-                A::TYPE,
-                root.id()
-            )));
+            return Err(Error::invalid(
+                "aggregate",
+                format!(
+                    "{}/{} has no events; there is nothing to snapshot",
+                    A::TYPE,
+                    root.id()
+                ),
+            ));
         }
         let snapshot = self.capture(root, (self.clock)())?;
         let span = tracing::info_span!("eventsource.create_snapshot", aggregate_type = A::TYPE,
             aggregate_id = %root.id(), version = snapshot.version);
-        store.save(&snapshot).instrument(span).await?;
+        self.write(store.as_ref(), &snapshot)
+            .instrument(span)
+            .await?;
         let history = root.history_mut();
         history.snapshot_version = Some(snapshot.version);
         history.snapshot_at = Some(snapshot.created_at);
@@ -494,10 +588,22 @@ impl<A: Aggregate> AggregateRepository<A> {
 
     /// Waits for every background snapshot queued so far (and any queued meanwhile);
     /// returns how many were pending when called.
+    ///
+    /// Each write is bounded by the snapshot timeout, so this returns once the queue has
+    /// drained even when the store hangs; to bound the wait itself, use
+    /// [`await_pending_snapshots_within`](Self::await_pending_snapshots_within).
     pub async fn await_pending_snapshots(&self) -> usize {
         match &self.background {
             Some(background) => background.wait_idle().await,
             None => 0,
         }
+    }
+
+    /// Like [`await_pending_snapshots`](Self::await_pending_snapshots), for at most
+    /// `limit`: [`Error::Timeout`] if snapshots are still pending then (they carry on).
+    pub async fn await_pending_snapshots_within(&self, limit: Duration) -> Result<usize> {
+        tokio::time::timeout(limit, self.await_pending_snapshots())
+            .await
+            .map_err(|_| Error::timeout("waiting for background snapshots", limit))
     }
 }

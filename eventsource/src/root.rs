@@ -60,7 +60,7 @@ impl<A: Aggregate> AggregateRoot<A> {
     }
 
     /// An aggregate with a given state and version (as restored from a snapshot).
-    pub fn from_parts(id: Uuid, version: u64, state: A) -> Self {
+    pub(crate) fn from_parts(id: Uuid, version: u64, state: A) -> Self {
         AggregateRoot {
             id,
             version,
@@ -188,7 +188,7 @@ impl<A: Aggregate> AggregateRoot<A> {
     }
 
     /// Applies an event read from the store. Its version must be the next one.
-    pub fn apply_stored(&mut self, version: u64, event: &A::Event) -> Result<()> {
+    pub(crate) fn apply_stored(&mut self, version: u64, event: &A::Event) -> Result<()> {
         let expected = self.version + 1;
         if version != expected {
             return Err(Error::VersionMismatch {
@@ -209,7 +209,7 @@ impl<A: Aggregate> AggregateRoot<A> {
     }
 
     /// The event type names of the uncommitted events.
-    pub fn uncommitted_types(&self) -> Vec<&'static str> {
+    pub(crate) fn uncommitted_types(&self) -> Vec<&'static str> {
         self.uncommitted
             .iter()
             .map(|u| u.event.event_type())

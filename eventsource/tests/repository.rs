@@ -210,14 +210,29 @@ async fn metadata_is_stored_with_every_event() {
     assert_eq!(e.metadata.extra["user"], "ada");
 }
 
+/// A stream with a version missing (a row deleted by hand) is a typed error.
+#[cfg(feature = "sqlite")]
 #[tokio::test]
 async fn replaying_an_event_out_of_order_is_an_error() {
-    let mut order = AggregateRoot::<Order>::new(Uuid::new_v4());
-    let event = OrderEvent::Created(OrderCreated {
-        customer: "x".into(),
-    });
-    order.apply_stored(1, &event).unwrap();
-    match order.apply_stored(3, &event) {
+    let store = eventsource::SqliteEventStore::open(":memory:")
+        .await
+        .unwrap();
+    let repo = Order::repository(
+        Arc::new(store.clone()),
+        Arc::new(InMemorySnapshotStore::new()),
+    );
+    let mut order = repo.create_new(Uuid::new_v4());
+    for _ in 0..3 {
+        order.record(OrderCreated {
+            customer: "x".into(),
+        });
+    }
+    repo.save(&mut order).await.unwrap();
+    eventsource::sqlx::query("DELETE FROM events WHERE version = 2")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    match repo.load(order.id()).await {
         Err(Error::VersionMismatch {
             expected, actual, ..
         }) => {
@@ -225,7 +240,6 @@ async fn replaying_an_event_out_of_order_is_an_error() {
         }
         other => panic!("expected VersionMismatch, got {other:?}"),
     }
-    assert_eq!(order.version(), 1);
 }
 
 #[tokio::test]

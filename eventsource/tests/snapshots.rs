@@ -34,9 +34,9 @@ async fn snapshot_version(store: &dyn SnapshotStore, id: Uuid) -> Option<u64> {
 async fn declared_policy_is_the_default_and_can_be_overridden() {
     let (events, snapshots) = stores();
     let repo = Order::repository(events.clone(), snapshots.clone());
-    assert_eq!(repo.snapshot_threshold(), Some(100));
-    assert_eq!(repo.snapshot_mode(), SnapshotMode::Sync);
-    assert!(repo.has_snapshot_support());
+    assert_eq!(repo.snapshot_policy().strategy.threshold(), Some(100));
+    assert_eq!(repo.snapshot_policy().mode, SnapshotMode::Sync);
+    assert!(repo.snapshot_store().is_some());
 
     let custom = AggregateRepository::<Order>::builder(events)
         .snapshot_store(snapshots)
@@ -44,8 +44,8 @@ async fn declared_policy_is_the_default_and_can_be_overridden() {
         .mode(SnapshotMode::Background)
         .build()
         .unwrap();
-    assert_eq!(custom.snapshot_threshold(), Some(5));
-    assert_eq!(custom.snapshot_mode(), SnapshotMode::Background);
+    assert_eq!(custom.snapshot_policy().strategy.threshold(), Some(5));
+    assert_eq!(custom.snapshot_policy().mode, SnapshotMode::Background);
 }
 
 #[tokio::test]

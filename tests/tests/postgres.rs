@@ -38,10 +38,16 @@ async fn undecodable_rows_are_corrupt_rows() {
 
     match store.load_stream(&ty, id, 1).await {
         Err(Error::CorruptRow {
-            table, aggregate, ..
+            table,
+            aggregate_type,
+            aggregate_id,
+            ..
         }) => {
             assert_eq!(table, "events");
-            assert_eq!(aggregate, format!("{ty}/{id}"));
+            assert_eq!(
+                (aggregate_type.as_deref(), aggregate_id),
+                (Some(ty.as_str()), Some(id))
+            );
         }
         other => panic!("expected a corrupt row, got {other:?}"),
     }
@@ -92,9 +98,12 @@ impl eventsource::LoadVisitor for Recorder {
         from
     }
 
-    fn event(&mut self, event: eventsource::StreamEvent<'_>) -> eventsource::Result<()> {
+    fn event(
+        &mut self,
+        event: eventsource::StreamEvent<'_>,
+    ) -> eventsource::Result<std::ops::ControlFlow<()>> {
         self.versions.push(event.version);
-        Ok(())
+        Ok(std::ops::ControlFlow::Continue(()))
     }
 }
 

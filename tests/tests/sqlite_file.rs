@@ -34,10 +34,16 @@ async fn undecodable_rows_are_corrupt_rows() {
     let read = store.load_stream(&ty, id, 1).await;
     match read {
         Err(Error::CorruptRow {
-            table, aggregate, ..
+            table,
+            aggregate_type,
+            aggregate_id,
+            ..
         }) => {
             assert_eq!(table, "events");
-            assert_eq!(aggregate, format!("{ty}/{id}"));
+            assert_eq!(
+                (aggregate_type.as_deref(), aggregate_id),
+                (Some(ty.as_str()), Some(id))
+            );
         }
         other => panic!("expected a corrupt row, got {other:?}"),
     }

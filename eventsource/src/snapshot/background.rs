@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::{Semaphore, watch};
 use tracing::Instrument;
@@ -24,24 +25,35 @@ struct Inner {
     /// Snapshots queued or being written.
     pending: watch::Sender<usize>,
     permits: Semaphore,
+    /// The longest one write may take; past it, it is cancelled.
+    timeout: Duration,
 }
 
 impl BackgroundWriter {
-    pub(crate) fn new(store: Arc<dyn SnapshotStore>, max_concurrent: usize) -> Self {
+    pub(crate) fn new(
+        store: Arc<dyn SnapshotStore>,
+        max_concurrent: usize,
+        timeout: Duration,
+    ) -> Self {
         BackgroundWriter {
             inner: Arc::new(Inner {
                 store,
                 slots: Mutex::new(HashMap::new()),
                 pending: watch::Sender::new(0),
                 permits: Semaphore::new(max_concurrent.max(1)),
+                timeout,
             }),
         }
     }
 
     /// Queues a snapshot. A snapshot still queued for the same aggregate is replaced.
-    /// Returns `false` (and writes nothing) when called outside a Tokio runtime.
+    /// Returns `false` (and writes nothing, saying so in the log) when called outside a
+    /// Tokio runtime.
     pub(crate) fn schedule(&self, snapshot: Snapshot) -> bool {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(aggregate_type = %snapshot.aggregate_type,
+                aggregate_id = %snapshot.aggregate_id, version = snapshot.version,
+                "background snapshot skipped: no Tokio runtime to write it on");
             return false;
         };
         let id = snapshot.aggregate_id;
@@ -98,7 +110,12 @@ impl Inner {
                     }
                 }
             };
-            match self.store.save(&next).await {
+            let written = tokio::time::timeout(self.timeout, self.store.save(&next))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(crate::Error::timeout("writing the snapshot", self.timeout))
+                });
+            match written {
                 Ok(()) => tracing::debug!(
                     aggregate_type = %next.aggregate_type,
                     aggregate_id = %id,

@@ -7,6 +7,7 @@
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -15,20 +16,8 @@ use uuid::Uuid;
 use crate::error::{Error, Result};
 
 pub(crate) mod background;
-mod memory;
-#[cfg(feature = "postgres")]
-mod postgres;
-#[cfg(feature = "sqlite")]
-mod sqlite;
 mod strategy;
 
-pub use memory::InMemorySnapshotStore;
-#[cfg(feature = "postgres")]
-#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-pub use postgres::PostgresSnapshotStore;
-#[cfg(feature = "sqlite")]
-#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
-pub use sqlite::SqliteSnapshotStore;
 pub use strategy::{
     AllOf, AnyOf, CostlyLoad, EveryNEvents, Never, OnEvents, SnapshotContext, SnapshotStrategy,
     SnapshotStrategyExt, TimeSinceSnapshot,
@@ -86,10 +75,12 @@ pub trait SnapshotStore: Send + Sync + fmt::Debug {
         schema_version_below: Option<u32>,
     ) -> Result<u64>;
 
-    /// The concrete store, so that an event store of the same backend can recognise it
+    /// Not for implementors: the concrete store, so that an event store of the same
+    /// backend can recognise it
     /// and read a snapshot and its events in one round trip
     /// (see [`EventStore::read_aggregate`](crate::EventStore::read_aggregate)).
     /// `None` (the default) keeps the generic two-read path.
+    #[doc(hidden)]
     fn as_any(&self) -> Option<&dyn std::any::Any> {
         None
     }
@@ -132,30 +123,49 @@ impl FromStr for SnapshotMode {
             "sync" => Ok(SnapshotMode::Sync),
             "background" => Ok(SnapshotMode::Background),
             "manual" => Ok(SnapshotMode::Manual),
-            other => Err(Error::invalid_input(format!(
-                "unknown snapshot mode `{other}`, expected one of \"sync\", \"background\", \"manual\""
-            ))),
+            other => Err(Error::invalid(
+                "mode",
+                format!(
+                    "unknown snapshot mode `{other}`, expected one of \"sync\", \"background\", \"manual\""
+                ),
+            )),
         }
     }
 }
 
-/// When and how an aggregate type is snapshotted: a strategy deciding when, and a mode
-/// deciding how the snapshot is written.
+/// How long a snapshot read or write may take by default before the repository gives up
+/// on it: the load replays from the events, the save stands without the snapshot.
+pub const DEFAULT_SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// When and how an aggregate type is snapshotted: a strategy deciding when, a mode
+/// deciding how the snapshot is written, and how long snapshot I/O may take.
 #[derive(Clone, Debug)]
 pub struct SnapshotPolicy {
     /// Decides after each save whether to take a snapshot.
     pub strategy: Arc<dyn SnapshotStrategy>,
     /// How the snapshot is written.
     pub mode: SnapshotMode,
+    /// The longest a snapshot read or write may take (declared with
+    /// `#[snapshot(timeout = "500ms")]`, default [`DEFAULT_SNAPSHOT_TIMEOUT`]). Past
+    /// it, the read or write is cancelled: a load replays the events instead, a save
+    /// stands without its snapshot.
+    pub timeout: Duration,
 }
 
 impl SnapshotPolicy {
-    /// A policy with this strategy and mode.
+    /// A policy with this strategy and mode, and the default timeout.
     pub fn new(strategy: impl SnapshotStrategy + 'static, mode: SnapshotMode) -> Self {
         SnapshotPolicy {
             strategy: Arc::new(strategy),
             mode,
+            timeout: DEFAULT_SNAPSHOT_TIMEOUT,
         }
+    }
+
+    /// The same policy with this snapshot I/O timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 }
 

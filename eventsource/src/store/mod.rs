@@ -1,6 +1,8 @@
 //! Event stores: the append-only log that is the source of truth.
 
 use std::fmt;
+use std::ops::ControlFlow;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use uuid::Uuid;
@@ -8,40 +10,9 @@ use uuid::Uuid;
 use crate::error::Result;
 use crate::event::{EventRef, NewEvent, RecordedEvent, StreamEvent};
 use crate::snapshot::{Snapshot, SnapshotStore};
+pub use crate::version::ExpectedVersion;
 
-mod memory;
-#[cfg(feature = "postgres")]
-mod postgres;
-#[cfg(feature = "sqlite")]
-pub(crate) mod sqlite;
-
-pub use memory::InMemoryEventStore;
-#[cfg(feature = "postgres")]
-#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-pub use postgres::PostgresEventStore;
-#[cfg(feature = "sqlite")]
-#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
-pub use sqlite::SqliteEventStore;
-
-/// The stream version a writer expects before its events are appended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ExpectedVersion {
-    /// Append whatever the stream's version. Concurrent writers can still clash on a
-    /// version, which is then reported as a conflict.
-    Any,
-    /// The stream must be exactly at this version; `Exact(0)` means it must not exist.
-    Exact(u64),
-}
-
-impl fmt::Display for ExpectedVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ExpectedVersion::Any => f.write_str("any version"),
-            ExpectedVersion::Exact(0) => f.write_str("no stream (version 0)"),
-            ExpectedVersion::Exact(v) => write!(f, "version {v}"),
-        }
-    }
-}
+pub(crate) mod checks;
 
 /// The visitor handed to [`EventStore::read_stream`]: called once per event, in version
 /// order; an error stops the read and is returned.
@@ -111,14 +82,44 @@ pub trait EventStore: Send + Sync + fmt::Debug {
         visitor: &mut dyn LoadVisitor,
     ) -> Result<u64> {
         let from_version = match snapshots {
-            Some(store) => visitor.snapshot(store.get(aggregate_type, aggregate_id).await),
+            Some(store) => read_snapshot(store, aggregate_type, aggregate_id, visitor).await,
             None => 1,
         };
+        let mut visited = 0;
+        let mut stopped = false;
         self.read_stream(aggregate_type, aggregate_id, from_version, &mut |e| {
-            visitor.event(e.stream_event())
+            if stopped {
+                return Ok(());
+            }
+            match visitor.event(e.stream_event())? {
+                ControlFlow::Continue(()) => visited += 1,
+                ControlFlow::Break(()) => stopped = true,
+            }
+            Ok(())
         })
-        .await
+        .await?;
+        Ok(visited)
     }
+}
+
+/// Hands `visitor` the snapshot lookup, bounded by its
+/// [`snapshot_timeout`](LoadVisitor::snapshot_timeout), and returns the version it
+/// answers with. A lookup that times out is reported to the visitor as
+/// [`Error::Timeout`](crate::Error::Timeout), and is cancelled.
+pub(crate) async fn read_snapshot(
+    store: &dyn SnapshotStore,
+    aggregate_type: &str,
+    aggregate_id: Uuid,
+    visitor: &mut dyn LoadVisitor,
+) -> u64 {
+    let get = store.get(aggregate_type, aggregate_id);
+    let found = match visitor.snapshot_timeout() {
+        Some(limit) => tokio::time::timeout(limit, get)
+            .await
+            .unwrap_or_else(|_| Err(crate::Error::timeout("reading the snapshot", limit))),
+        None => get.await,
+    };
+    visitor.snapshot(found)
 }
 
 /// Receives what [`EventStore::read_aggregate`] reads: the snapshot lookup first,
@@ -128,26 +129,59 @@ pub trait LoadVisitor: Send {
     /// starts at: the snapshot's own version to build on it, `1` to replay everything.
     fn snapshot(&mut self, found: Result<Option<Snapshot>>) -> u64;
 
-    /// Gets each event from that version on, in version order; an error stops the read.
-    fn event(&mut self, event: StreamEvent<'_>) -> Result<()>;
+    /// Gets each event from that version on, in version order. `Break` stops the read
+    /// (the visitor has seen enough), an error stops it and is returned.
+    fn event(&mut self, event: StreamEvent<'_>) -> Result<ControlFlow<()>>;
+
+    /// How long the snapshot lookup may take before the read gives up on it and reads
+    /// the events alone; `None` (the default) waits as long as the store takes.
+    fn snapshot_timeout(&self) -> Option<Duration> {
+        None
+    }
 }
 
-/// Refuses a batch with an event whose payload is not JSON, naming the event: every
-/// store calls it before anything else, so that a bad payload fails alike everywhere.
-pub(crate) fn check_payloads(
-    aggregate_type: &str,
-    aggregate_id: Uuid,
-    events: &[NewEvent],
-) -> Result<()> {
-    for event in events {
-        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&event.payload) {
-            return Err(crate::Error::invalid_input(format!(
-                "the payload of event {} ({}) for {aggregate_type}/{aggregate_id} is not valid JSON: {e}",
-                event.event_id, event.event_type
-            )));
+/// Reads rows as they arrive, handing each to `visit` (which decodes it and passes it on)
+/// until it answers `Break`; returns how many were visited. The loop every SQL backend's reads share.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub(crate) async fn visit_rows<R>(
+    mut rows: impl futures_util::Stream<Item = std::result::Result<R, sqlx::Error>> + Unpin,
+    mut visit: impl FnMut(&R) -> Result<ControlFlow<()>>,
+) -> Result<u64> {
+    use futures_util::TryStreamExt;
+    let mut visited = 0;
+    while let Some(row) = rows.try_next().await.map_err(crate::Error::backend)? {
+        if visit(&row)?.is_break() {
+            break;
         }
+        visited += 1;
     }
-    Ok(())
+    Ok(visited)
+}
+
+/// `Some(version)` when the batch was already appended to its stream, so that an append
+/// retried after a lost acknowledgement succeeds instead of conflicting.
+///
+/// `stored` holds `(version, event id)` of the events of the stream whose ids are in the
+/// batch. It is this batch when every id is there, in batch order, at consecutive
+/// versions that start right after `expected` (when exact). The answer is the version
+/// of the batch's last event, as the first append returned.
+pub(crate) fn already_appended(
+    expected: ExpectedVersion,
+    events: &[NewEvent],
+    stored: &[(u64, Uuid)],
+) -> Option<u64> {
+    let version_of = |id: Uuid| stored.iter().find(|(_, s)| *s == id).map(|(v, _)| *v);
+    let first = version_of(events.first()?.event_id)?;
+    if let ExpectedVersion::Exact(v) = expected
+        && first != v.checked_add(1)?
+    {
+        return None;
+    }
+    let consecutive = events
+        .iter()
+        .zip(first..)
+        .all(|(e, version)| version_of(e.event_id) == Some(version));
+    consecutive.then(|| first + events.len() as u64 - 1)
 }
 
 /// Conveniences over any [`EventStore`].

@@ -1,6 +1,7 @@
 //! Conformance of [`EventStore`] implementations.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use chrono::{Duration, TimeZone, Utc};
@@ -232,7 +233,7 @@ pub async fn read_from_version(store: Arc<dyn EventStore>) {
     let stopped = store
         .read_stream(&ty, id, 1, &mut |_| {
             calls += 1;
-            Err(Error::invalid_input("stop here"))
+            Err(Error::invalid("visitor", "stop here"))
         })
         .await;
     assert!(
@@ -388,7 +389,8 @@ pub async fn invalid_payloads(store: Arc<dyn EventStore>) {
         .append(&ty, id, ExpectedVersion::Exact(0), &batch)
         .await
     {
-        Err(Error::InvalidInput { message }) => {
+        Err(Error::InvalidInput { field, message }) => {
+            assert_eq!(field, "payload");
             assert!(
                 message.contains(&bad_id.to_string()),
                 "names the event: {message}"
@@ -463,10 +465,12 @@ pub async fn duplicate_event_ids(store: Arc<dyn EventStore>) {
     );
     assert_eq!(stream_ids(store.as_ref(), &ty, a).await, vec![taken]);
 
-    // The version is checked first.
+    // The version is checked first: a batch of stored ids at the wrong place conflicts.
+    let mut moved = events(1);
+    moved.push(stored[0].clone());
     assert_conflict(
         store
-            .append(&ty, a, ExpectedVersion::Exact(0), &stored)
+            .append(&ty, a, ExpectedVersion::Exact(0), &moved)
             .await,
         &ty,
         a,
@@ -848,12 +852,12 @@ pub async fn read_aggregate(events_store: Arc<dyn EventStore>, snapshots: Arc<dy
             self.found = Some(found);
             from
         }
-        fn event(&mut self, event: StreamEvent<'_>) -> Result<()> {
+        fn event(&mut self, event: StreamEvent<'_>) -> Result<ControlFlow<()>> {
             self.versions.push(event.version);
             let payload = serde_json::from_str(event.payload).expect("payload is JSON");
             self.contents
                 .push((event.event_type.to_owned(), event.event_version, payload));
-            Ok(())
+            Ok(ControlFlow::Continue(()))
         }
     }
     let visitor = |start| Visitor {

@@ -12,9 +12,10 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
-use super::{Snapshot, SnapshotStore};
+use super::pool::{format_timestamp, parse_timestamp};
 use crate::error::{Error, Result};
-use crate::store::sqlite::{format_timestamp, open_pool, parse_timestamp};
+use crate::snapshot::{Snapshot, SnapshotStore};
+use crate::store::checks;
 
 /// A snapshot store in a SQLite database. Clones share the same pool.
 ///
@@ -48,9 +49,9 @@ impl SqliteSnapshotStore {
     /// Opens a database and creates the tables, as
     /// [`SqliteEventStore::open`](crate::SqliteEventStore::open) does.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
-        let pool = open_pool(path.as_ref()).await?;
-        crate::migrations::migrate_sqlite(&pool).await?;
-        Ok(SqliteSnapshotStore::new(pool))
+        Ok(SqliteSnapshotStore::new(
+            super::pool::open(path.as_ref()).await?,
+        ))
     }
 
     /// The pool.
@@ -64,20 +65,14 @@ impl SqliteSnapshotStore {
     }
 }
 
-fn version_param(snapshot: &Snapshot) -> Result<i64> {
-    i64::try_from(snapshot.version).map_err(|_| {
-        Error::invalid_input(format!(
-            "snapshot version {} does not fit in SQLite",
-            snapshot.version
-        ))
-    })
-}
-
 fn decode(row: &SqliteRow, aggregate_type: &str, aggregate_id: Uuid) -> Result<Snapshot> {
-    let corrupt = |message: String| Error::CorruptRow {
-        table: "snapshots",
-        aggregate: format!("{aggregate_type}/{aggregate_id}"),
-        message,
+    let corrupt = |message: String| {
+        Error::corrupt_row(
+            "snapshots",
+            Some(aggregate_type),
+            Some(aggregate_id),
+            message,
+        )
     };
     let version: i64 = row
         .try_get(0)
@@ -106,6 +101,7 @@ fn decode(row: &SqliteRow, aggregate_type: &str, aggregate_id: Uuid) -> Result<S
 #[async_trait]
 impl SnapshotStore for SqliteSnapshotStore {
     async fn save(&self, snapshot: &Snapshot) -> Result<()> {
+        checks::snapshot(snapshot)?;
         sqlx::query(
             "INSERT INTO snapshots \
              (aggregate_id, aggregate_type, version, schema_version, state, created_at) \
@@ -117,7 +113,7 @@ impl SnapshotStore for SqliteSnapshotStore {
         )
         .bind(snapshot.aggregate_id.to_string())
         .bind(snapshot.aggregate_type.as_str())
-        .bind(version_param(snapshot)?)
+        .bind(checks::to_i64("snapshot version", snapshot.version)?)
         .bind(i64::from(snapshot.schema_version))
         .bind(snapshot.state.as_str())
         .bind(format_timestamp(snapshot.created_at))
@@ -128,6 +124,7 @@ impl SnapshotStore for SqliteSnapshotStore {
     }
 
     async fn get(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<Option<Snapshot>> {
+        checks::name("aggregate_type", aggregate_type)?;
         let row = sqlx::query(
             "SELECT version, schema_version, state, created_at FROM snapshots \
              WHERE aggregate_id = ?1 AND aggregate_type = ?2",
@@ -142,6 +139,7 @@ impl SnapshotStore for SqliteSnapshotStore {
     }
 
     async fn delete(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<bool> {
+        checks::name("aggregate_type", aggregate_type)?;
         let done =
             sqlx::query("DELETE FROM snapshots WHERE aggregate_id = ?1 AND aggregate_type = ?2")
                 .bind(aggregate_id.to_string())
@@ -153,6 +151,7 @@ impl SnapshotStore for SqliteSnapshotStore {
     }
 
     async fn exists(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<bool> {
+        checks::name("aggregate_type", aggregate_type)?;
         let row =
             sqlx::query("SELECT 1 FROM snapshots WHERE aggregate_id = ?1 AND aggregate_type = ?2")
                 .bind(aggregate_id.to_string())
@@ -168,6 +167,7 @@ impl SnapshotStore for SqliteSnapshotStore {
         aggregate_type: &str,
         schema_version_below: Option<u32>,
     ) -> Result<u64> {
+        checks::name("aggregate_type", aggregate_type)?;
         let query = match schema_version_below {
             None => {
                 sqlx::query("DELETE FROM snapshots WHERE aggregate_type = ?1").bind(aggregate_type)

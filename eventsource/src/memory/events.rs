@@ -1,20 +1,22 @@
-//! [`InMemoryEventStore`]: an event store in process memory, for tests and prototypes.
+//! [`InMemoryEventStore`]: an event store in process memory.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use uuid::Uuid;
 
-use super::{EventStore, EventVisitor, ExpectedVersion};
 use crate::error::{Error, Result};
 use crate::event::{EventRef, NewEvent, RecordedEvent};
+use crate::store::{EventStore, EventVisitor, already_appended, checks};
+use crate::version::ExpectedVersion;
 
 /// An event store kept in memory. Clones share the same events.
 ///
-/// It enforces exactly the rules of the durable stores (conflicts, duplicate ids, order),
-/// so tests written against it hold on SQLite and PostgreSQL.
+/// It enforces exactly the rules of the durable stores (input checks, conflicts,
+/// duplicate ids, idempotent retries, order), so tests written against it hold on
+/// SQLite and PostgreSQL.
 #[derive(Clone, Debug, Default)]
 pub struct InMemoryEventStore {
     inner: Arc<RwLock<Log>>,
@@ -24,7 +26,8 @@ pub struct InMemoryEventStore {
 struct Log {
     events: Vec<Stored>,
     streams: HashMap<(String, Uuid), Vec<usize>>,
-    ids: HashSet<Uuid>,
+    /// Every event id, with the index of its event.
+    ids: HashMap<Uuid, usize>,
 }
 
 #[derive(Debug)]
@@ -54,6 +57,25 @@ impl Stored {
             metadata: &self.metadata,
             occurred_at: self.occurred_at,
         }
+    }
+}
+
+impl Log {
+    /// `(version, id)` of the batch's events already stored in this stream.
+    fn stored(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        events: &[NewEvent],
+    ) -> Vec<(u64, Uuid)> {
+        events
+            .iter()
+            .filter_map(|e| {
+                let stored = &self.events[*self.ids.get(&e.event_id)?];
+                (stored.aggregate_type == aggregate_type && stored.aggregate_id == aggregate_id)
+                    .then_some((stored.version, e.event_id))
+            })
+            .collect()
     }
 }
 
@@ -89,39 +111,33 @@ impl EventStore for InMemoryEventStore {
         expected: ExpectedVersion,
         events: &[NewEvent],
     ) -> Result<u64> {
-        super::check_payloads(aggregate_type, aggregate_id, events)?;
+        checks::append(aggregate_type, aggregate_id, expected, events)?;
         let mut log = self.inner.write().unwrap_or_else(|e| e.into_inner());
         let key = (aggregate_type.to_owned(), aggregate_id);
         let current = log.streams.get(&key).map_or(0, |s| s.len() as u64);
         if let ExpectedVersion::Exact(v) = expected
             && v != current
         {
-            return Err(Error::conflict(
-                aggregate_type,
-                aggregate_id,
-                expected,
-                current,
-            ));
+            let stored = log.stored(aggregate_type, aggregate_id, events);
+            return already_appended(expected, events, &stored)
+                .ok_or_else(|| Error::conflict(aggregate_type, aggregate_id, expected, current));
         }
         if events.is_empty() {
             return Ok(current);
         }
-        let mut batch = HashSet::with_capacity(events.len());
-        for e in events {
-            if log.ids.contains(&e.event_id) || !batch.insert(e.event_id) {
-                return Err(Error::duplicate_event(
-                    aggregate_type,
-                    aggregate_id,
-                    e.event_id,
-                ));
-            }
+        checks::distinct_ids(aggregate_type, aggregate_id, events)?;
+        if let Some(e) = events.iter().find(|e| log.ids.contains_key(&e.event_id)) {
+            let stored = log.stored(aggregate_type, aggregate_id, events);
+            return already_appended(expected, events, &stored)
+                .ok_or_else(|| Error::duplicate_event(aggregate_type, aggregate_id, e.event_id));
         }
         let mut version = current;
         let mut positions = Vec::with_capacity(events.len());
         for e in events {
             version += 1;
-            positions.push(log.events.len());
-            log.ids.insert(e.event_id);
+            let index = log.events.len();
+            positions.push(index);
+            log.ids.insert(e.event_id, index);
             log.events.push(Stored {
                 event_id: e.event_id,
                 aggregate_type: aggregate_type.to_owned(),
@@ -131,7 +147,8 @@ impl EventStore for InMemoryEventStore {
                 event_version: e.event_version,
                 payload: e.payload.clone(),
                 metadata: e.metadata.to_json(),
-                occurred_at: e.occurred_at,
+                // Microseconds, as the SQL stores keep them.
+                occurred_at: e.occurred_at.trunc_subsecs(6),
             });
         }
         log.streams.entry(key).or_default().extend(positions);
@@ -145,11 +162,12 @@ impl EventStore for InMemoryEventStore {
         from_version: u64,
         visit: &mut EventVisitor<'_>,
     ) -> Result<u64> {
+        checks::name("aggregate_type", aggregate_type)?;
         let log = self.read();
         let Some(stream) = log.streams.get(&(aggregate_type.to_owned(), aggregate_id)) else {
             return Ok(0);
         };
-        let skip = from_version.saturating_sub(1) as usize;
+        let skip = usize::try_from(from_version.saturating_sub(1)).unwrap_or(usize::MAX);
         let mut visited = 0;
         for &index in stream.iter().skip(skip) {
             visit(log.events[index].as_ref(index))?;
@@ -163,6 +181,7 @@ impl EventStore for InMemoryEventStore {
         aggregate_type: &str,
         aggregate_id: Uuid,
     ) -> Result<Option<u64>> {
+        checks::name("aggregate_type", aggregate_type)?;
         let log = self.read();
         Ok(log
             .streams
@@ -172,7 +191,7 @@ impl EventStore for InMemoryEventStore {
 
     async fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
         let log = self.read();
-        let start = from_position.saturating_sub(1) as usize;
+        let start = usize::try_from(from_position.saturating_sub(1)).unwrap_or(usize::MAX);
         log.events
             .iter()
             .enumerate()

@@ -16,9 +16,14 @@
 //! `(aggregate_type, aggregate_id, version)` constraint; the loser gets
 //! [`Error::Conflict`] and nothing of its batch is stored.
 //!
-//! [`read_from_snapshot`](EventStore::read_from_snapshot) with the
-//! [`PostgresSnapshotStore`] of the same pool reads the snapshot and the events after it
-//! in one statement, one round trip.
+//! A batch expected to start a new stream (`ExpectedVersion::Exact(0)`) is inserted at
+//! version 1 without reading the head at all: the unique constraint refuses it if the
+//! stream exists. An append retried after a lost acknowledgement finds its own events in
+//! place (same ids, same versions) and succeeds without writing.
+//!
+//! [`read_aggregate`](EventStore::read_aggregate) with the [`PostgresSnapshotStore`] of
+//! the same pool reads the snapshot and the events after it in one statement, one round
+//! trip; with a snapshot store elsewhere, or none, it takes one read per store.
 //!
 //! Global positions come from a sequence: they increase in the order events are inserted,
 //! but a refused append leaves a gap, and two appends that overlap in time can commit out
@@ -26,19 +31,21 @@
 //! page can therefore pass a position whose event becomes visible a moment later; such a
 //! reader should re-read the last few positions, or stay a little behind the head.
 
-use std::collections::HashSet;
+use std::ops::ControlFlow;
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use futures_util::TryStreamExt;
-use sqlx::postgres::{PgPoolOptions, PgRow};
-use sqlx::{PgPool, Row, ValueRef};
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-use super::{EventStore, EventVisitor, ExpectedVersion, LoadVisitor};
+use super::PostgresSnapshotStore;
+use super::pool::timestamp;
 use crate::error::{Error, Result};
-use crate::event::{EventRef, NewEvent, RecordedEvent, StreamEvent};
-use crate::snapshot::{PostgresSnapshotStore, Snapshot, SnapshotStore};
+use crate::event::{EventRef, NewEvent, RecordedEvent};
+use crate::snapshot::SnapshotStore;
+use crate::store::{EventStore, EventVisitor, LoadVisitor, already_appended, checks, visit_rows};
+use crate::version::ExpectedVersion;
 
 /// An event store in a PostgreSQL database. Clones share the same pool.
 ///
@@ -65,22 +72,24 @@ impl PostgresEventStore {
     /// A store over this pool. The tables must exist: see
     /// [`migrate_postgres`](crate::migrations::migrate_postgres).
     ///
-    /// Every load and save is one statement, so a pool built with
+    /// Most loads and saves are one statement, so a pool built with
     /// `PgPoolOptions::test_before_acquire(false)` (as [`connect`](Self::connect) does)
     /// saves a round trip per call: sqlx's default pings a connection before lending it.
+    /// Give the pool an `acquire_timeout` of a few seconds (sqlx's default is 30 s): it
+    /// bounds how long a call waits for a connection when the pool is exhausted.
     pub fn new(pool: PgPool) -> Self {
         PostgresEventStore { pool }
     }
 
-    /// Connects to `url` (e.g. `postgres://user@host/db`) with a pool that does not ping
+    /// Connects to `url` (e.g. `postgres://user@host/db`) and creates the tables.
+    ///
+    /// A server that is down, unreachable or refuses the login fails this within 5 s
+    /// with the real cause (e.g. "connection refused"). The pool does not ping
     /// connections before lending them (a broken connection fails its statement and is
-    /// dropped instead), and creates the tables.
+    /// dropped instead), waits at most 5 s for a free connection, and otherwise keeps
+    /// sqlx's defaults (10 connections at most).
     pub async fn connect(url: &str) -> Result<Self> {
-        let pool = PgPoolOptions::new()
-            .test_before_acquire(false)
-            .connect(url)
-            .await
-            .map_err(Error::backend)?;
+        let pool = super::pool::connect(url).await?;
         crate::migrations::migrate_postgres(&pool).await?;
         Ok(PostgresEventStore::new(pool))
     }
@@ -96,44 +105,58 @@ impl PostgresEventStore {
         self.pool.close().await;
     }
 
-    /// Streams the columns a load needs, from `from_version` on, into `visitor`.
-    async fn load_stream(
+    /// `true` when `snapshots` is a [`PostgresSnapshotStore`] on this store's pool, so
+    /// that a load can read both in one statement.
+    fn is_sibling(&self, snapshots: &dyn SnapshotStore) -> bool {
+        snapshots
+            .as_any()
+            .and_then(|any| any.downcast_ref::<PostgresSnapshotStore>())
+            .is_some_and(|s| Arc::ptr_eq(&s.pool().connect_options(), &self.pool.connect_options()))
+    }
+
+    /// `(version, id)` of the batch's events already stored in this stream.
+    async fn stored(
         &self,
         aggregate_type: &str,
         aggregate_id: Uuid,
-        from_version: u64,
-        visitor: &mut dyn LoadVisitor,
-    ) -> Result<u64> {
-        let from = i64::try_from(from_version).unwrap_or(i64::MAX);
-        let mut rows = sqlx::query(LOAD_STREAM_SQL)
-            .bind(aggregate_type)
-            .bind(aggregate_id)
-            .bind(from)
-            .fetch(&self.pool);
-        let mut visited = 0;
-        while let Some(row) = rows.try_next().await.map_err(Error::backend)? {
-            let event = stream_event(&row)
-                .map_err(|m| Error::corrupt_event(format!("{aggregate_type}/{aggregate_id}"), m))?;
-            visitor.event(event)?;
-            visited += 1;
-        }
-        Ok(visited)
+        ids: &[Uuid],
+    ) -> Result<Vec<(u64, Uuid)>> {
+        let rows: Vec<(i64, Uuid)> = sqlx::query_as(
+            "SELECT version, event_id FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 AND event_id = ANY($3)",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::backend)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(v, id)| Some((u64::try_from(v).ok()?, id)))
+            .collect())
     }
 
-    /// After a unique violation: a stream that is not at the expected version (checked
-    /// first, as for every append), else an event id repeated in the batch or already
-    /// stored, else the stream's head (another writer took the version).
+    /// After a unique violation: the batch itself when a retry finds it stored (its
+    /// version), else a stream that is not at the expected version (checked first, as
+    /// for every append), else an event id repeated in the batch or already stored,
+    /// else the stream's head (another writer took the version).
     async fn explain_unique_violation(
         &self,
         aggregate_type: &str,
         aggregate_id: Uuid,
         expected: ExpectedVersion,
         events: &[NewEvent],
-    ) -> Result<Error> {
+        ids: &[Uuid],
+    ) -> Result<u64> {
+        let stored = self.stored(aggregate_type, aggregate_id, ids).await?;
+        if let Some(version) = already_appended(expected, events, &stored) {
+            return Ok(version);
+        }
         if let ExpectedVersion::Exact(v) = expected {
             let actual = head(&self.pool, aggregate_type, aggregate_id).await?;
             if actual != v {
-                return Ok(Error::conflict(
+                return Err(Error::conflict(
                     aggregate_type,
                     aggregate_id,
                     expected,
@@ -141,28 +164,18 @@ impl PostgresEventStore {
                 ));
             }
         }
-        let mut batch = HashSet::with_capacity(events.len());
-        for event in events {
-            if !batch.insert(event.event_id) {
-                return Ok(Error::duplicate_event(
-                    aggregate_type,
-                    aggregate_id,
-                    event.event_id,
-                ));
-            }
-        }
-        let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
-        let stored: Vec<Uuid> =
+        checks::distinct_ids(aggregate_type, aggregate_id, events)?;
+        let anywhere: Vec<Uuid> =
             sqlx::query_scalar("SELECT event_id FROM events WHERE event_id = ANY($1)")
-                .bind(&ids)
+                .bind(ids)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(Error::backend)?;
-        if let Some(id) = ids.iter().find(|id| stored.contains(id)) {
-            return Ok(Error::duplicate_event(aggregate_type, aggregate_id, *id));
+        if let Some(id) = ids.iter().find(|id| anywhere.contains(id)) {
+            return Err(Error::duplicate_event(aggregate_type, aggregate_id, *id));
         }
         let actual = head(&self.pool, aggregate_type, aggregate_id).await?;
-        Ok(Error::conflict(
+        Err(Error::conflict(
             aggregate_type,
             aggregate_id,
             expected,
@@ -184,10 +197,12 @@ where
     .fetch_one(executor)
     .await
     .map_err(Error::backend)?;
-    u64::try_from(version).map_err(|_| Error::CorruptRow {
-        table: "events",
-        aggregate: format!("{aggregate_type}/{aggregate_id}"),
-        message: format!("negative version {version}"),
+    u64::try_from(version).map_err(|_| {
+        Error::corrupt_event(
+            aggregate_type,
+            aggregate_id,
+            format!("negative version {version}"),
+        )
     })
 }
 
@@ -266,87 +281,6 @@ const READ_ALL_SQL: &str = "SELECT position, event_id, version, event_type, even
      payload::text, metadata::text, occurred_at, aggregate_type, aggregate_id FROM events \
      WHERE position >= $1 ORDER BY position LIMIT $2";
 
-/// A load's stream: only the columns [`stream_event`] reads.
-const LOAD_STREAM_SQL: &str = "SELECT version, event_type, event_version, payload::text \
-     FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND version >= $3 \
-     ORDER BY version";
-
-/// `read_aggregate` with a sibling snapshot store: one row per event from the snapshot's
-/// version on (or from 1), in version order, with the columns [`stream_event`] reads,
-/// then the snapshot's (all `NULL` without one). The state is sent once, on the first
-/// row. Without events from there, one row whose event columns are `NULL`.
-const SNAPSHOT_AND_TAIL_SQL: &str = "SELECT e.version, e.event_type, e.event_version, \
-     e.payload, s.version, s.schema_version, \
-     CASE WHEN e.version IS NULL OR e.version = s.version THEN s.state::text END, \
-     s.created_at \
-     FROM (SELECT 1) AS one \
-     LEFT JOIN snapshots s ON s.aggregate_id = $2 AND s.aggregate_type = $1 \
-     LEFT JOIN LATERAL ( \
-         SELECT version, event_type, event_version, payload::text AS payload FROM events \
-         WHERE aggregate_type = $1 AND aggregate_id = $2 \
-         AND version >= COALESCE(s.version, 1) ORDER BY version \
-     ) e ON true";
-
-/// Where the snapshot's columns start in a row of [`SNAPSHOT_AND_TAIL_SQL`].
-const SNAPSHOT_COLUMNS: usize = 4;
-
-/// The first four columns of a load's row (version, event type, event version,
-/// payload). The store's own SQL fixes their types, so they are read without
-/// a per-row type check.
-fn stream_event(row: &PgRow) -> std::result::Result<StreamEvent<'_>, String> {
-    let version: i64 = row
-        .try_get_unchecked(0)
-        .map_err(|e| format!("column version: {e}"))?;
-    let event_version: i32 = row
-        .try_get_unchecked(2)
-        .map_err(|e| format!("column event_version: {e}"))?;
-    Ok(StreamEvent {
-        version: u64::try_from(version).map_err(|_| format!("negative version {version}"))?,
-        event_type: row
-            .try_get_unchecked(1)
-            .map_err(|e| format!("column event_type: {e}"))?,
-        event_version: u32::try_from(event_version)
-            .map_err(|_| format!("negative event_version {event_version}"))?,
-        payload: row
-            .try_get_unchecked(3)
-            .map_err(|e| format!("column payload: {e}"))?,
-    })
-}
-
-/// The snapshot columns of the first row of [`SNAPSHOT_AND_TAIL_SQL`].
-fn snapshot_of(row: &PgRow, aggregate_type: &str, aggregate_id: Uuid) -> Result<Option<Snapshot>> {
-    let corrupt = |message: String| Error::CorruptRow {
-        table: "snapshots",
-        aggregate: format!("{aggregate_type}/{aggregate_id}"),
-        message,
-    };
-    let version: Option<i64> = row
-        .try_get(SNAPSHOT_COLUMNS)
-        .map_err(|e| corrupt(format!("column version: {e}")))?;
-    let Some(version) = version else {
-        return Ok(None);
-    };
-    let schema_version: i32 = row
-        .try_get(SNAPSHOT_COLUMNS + 1)
-        .map_err(|e| corrupt(format!("column schema_version: {e}")))?;
-    let state: String = row
-        .try_get(SNAPSHOT_COLUMNS + 2)
-        .map_err(|e| corrupt(format!("column state: {e}")))?;
-    let created_at: DateTime<Utc> = row
-        .try_get(SNAPSHOT_COLUMNS + 3)
-        .map_err(|e| corrupt(format!("column created_at: {e}")))?;
-    Ok(Some(Snapshot {
-        aggregate_id,
-        aggregate_type: aggregate_type.to_owned(),
-        version: u64::try_from(version)
-            .map_err(|_| corrupt(format!("negative version {version}")))?,
-        schema_version: u32::try_from(schema_version)
-            .map_err(|_| corrupt(format!("negative schema_version {schema_version}")))?,
-        state,
-        created_at,
-    }))
-}
-
 /// Reads the columns of an event row (in the order of [`READ_STREAM_SQL`]) into an
 /// [`EventRef`] borrowing the row's text.
 fn event_ref<'r>(
@@ -376,7 +310,7 @@ fn event_ref<'r>(
             .map_err(|_| format!("negative event_version {event_version}"))?,
         payload: col(row, 5, "payload")?,
         metadata: col(row, 6, "metadata")?,
-        occurred_at: col::<DateTime<Utc>>(row, 7, "occurred_at")?,
+        occurred_at: timestamp(row, 7).map_err(|e| format!("column occurred_at: {e}"))?,
     })
 }
 
@@ -389,12 +323,10 @@ impl EventStore for PostgresEventStore {
         expected: ExpectedVersion,
         events: &[NewEvent],
     ) -> Result<u64> {
-        super::check_payloads(aggregate_type, aggregate_id, events)?;
+        checks::append(aggregate_type, aggregate_id, expected, events)?;
         let expected_param = match expected {
             ExpectedVersion::Any => None,
-            ExpectedVersion::Exact(v) => Some(i64::try_from(v).map_err(|_| {
-                Error::invalid_input(format!("expected version {v} does not fit in a bigint"))
-            })?),
+            ExpectedVersion::Exact(v) => Some(checks::to_i64("expected version", v)?),
         };
         let n = events.len();
         let (mut ids, mut types, mut type_versions) = (
@@ -410,12 +342,7 @@ impl EventStore for PostgresEventStore {
         for event in events {
             ids.push(event.event_id);
             types.push(event.event_type.as_str());
-            type_versions.push(i32::try_from(event.event_version).map_err(|_| {
-                Error::invalid_input(format!(
-                    "event version {} of {} does not fit in an integer column",
-                    event.event_version, event.event_type
-                ))
-            })?);
+            type_versions.push(checks::to_i32("event_version", event.event_version)?);
             payloads.push(event.payload.as_str());
             metadata.push(event.metadata.to_json());
             occurred.push(event.occurred_at);
@@ -451,20 +378,20 @@ impl EventStore for PostgresEventStore {
             query.fetch_one(&self.pool).await;
         match outcome {
             Ok((head, inserted)) => {
-                let head = u64::try_from(head).map_err(|_| Error::CorruptRow {
-                    table: "events",
-                    aggregate: format!("{aggregate_type}/{aggregate_id}"),
-                    message: format!("negative version {head}"),
+                let head = u64::try_from(head).map_err(|_| {
+                    Error::corrupt_event(
+                        aggregate_type,
+                        aggregate_id,
+                        format!("negative version {head}"),
+                    )
                 })?;
                 if let ExpectedVersion::Exact(v) = expected
                     && v != head
                 {
-                    return Err(Error::conflict(
-                        aggregate_type,
-                        aggregate_id,
-                        expected,
-                        head,
-                    ));
+                    let stored = self.stored(aggregate_type, aggregate_id, &ids).await?;
+                    return already_appended(expected, events, &stored).ok_or_else(|| {
+                        Error::conflict(aggregate_type, aggregate_id, expected, head)
+                    });
                 }
                 if inserted != n as i64 {
                     return Err(Error::backend(format!(
@@ -478,9 +405,8 @@ impl EventStore for PostgresEventStore {
                 if e.as_database_error()
                     .is_some_and(|d| d.is_unique_violation()) =>
             {
-                Err(self
-                    .explain_unique_violation(aggregate_type, aggregate_id, expected, events)
-                    .await?)
+                self.explain_unique_violation(aggregate_type, aggregate_id, expected, events, &ids)
+                    .await
             }
             Err(e) => Err(Error::backend(e)),
         }
@@ -493,20 +419,18 @@ impl EventStore for PostgresEventStore {
         from_version: u64,
         visit: &mut EventVisitor<'_>,
     ) -> Result<u64> {
-        let from = i64::try_from(from_version).unwrap_or(i64::MAX);
-        let mut rows = sqlx::query(READ_STREAM_SQL)
+        checks::name("aggregate_type", aggregate_type)?;
+        let rows = sqlx::query(READ_STREAM_SQL)
             .bind(aggregate_type)
             .bind(aggregate_id)
-            .bind(from)
+            .bind(checks::saturating_i64(from_version))
             .fetch(&self.pool);
-        let mut visited = 0;
-        while let Some(row) = rows.try_next().await.map_err(Error::backend)? {
-            let event = event_ref(&row, aggregate_type, aggregate_id)
-                .map_err(|m| Error::corrupt_event(format!("{aggregate_type}/{aggregate_id}"), m))?;
-            visit(event)?;
-            visited += 1;
-        }
-        Ok(visited)
+        visit_rows(rows, |row| {
+            let event = event_ref(row, aggregate_type, aggregate_id)
+                .map_err(|m| Error::corrupt_event(aggregate_type, aggregate_id, m))?;
+            visit(event).map(ControlFlow::Continue)
+        })
+        .await
     }
 
     async fn read_aggregate(
@@ -516,69 +440,28 @@ impl EventStore for PostgresEventStore {
         aggregate_id: Uuid,
         visitor: &mut dyn LoadVisitor,
     ) -> Result<u64> {
-        let Some(snapshots) = snapshots else {
-            return self
-                .load_stream(aggregate_type, aggregate_id, 1, visitor)
-                .await;
-        };
-        let sibling = snapshots
-            .as_any()
-            .and_then(|any| any.downcast_ref::<PostgresSnapshotStore>())
-            .is_some_and(|s| {
-                std::sync::Arc::ptr_eq(&s.pool().connect_options(), &self.pool.connect_options())
-            });
-        if !sibling {
-            // Another database: two reads.
-            let found = snapshots.get(aggregate_type, aggregate_id).await;
-            let from_version = visitor.snapshot(found);
-            return self
-                .load_stream(aggregate_type, aggregate_id, from_version, visitor)
-                .await;
-        }
-
-        let mut rows = sqlx::query(SNAPSHOT_AND_TAIL_SQL)
-            .bind(aggregate_type)
-            .bind(aggregate_id)
-            .fetch(&self.pool);
-        let first = rows.try_next().await.map_err(Error::backend)?;
-        let found = match &first {
-            Some(row) => snapshot_of(row, aggregate_type, aggregate_id),
-            None => Ok(None),
-        };
-        // The version the rows start at; unknown when the snapshot did not decode.
-        let streamed_from = match &found {
-            Ok(Some(snapshot)) => Some(snapshot.version.max(1)),
-            Ok(None) => Some(1),
-            Err(_) => None,
-        };
-        let from_version = visitor.snapshot(found).max(1);
-        if streamed_from.is_none_or(|start| from_version < start) {
-            // The visitor wants events the statement did not read: read them apart.
-            drop(rows);
-            return self
-                .load_stream(aggregate_type, aggregate_id, from_version, visitor)
-                .await;
-        }
-
-        let aggregate = || format!("{aggregate_type}/{aggregate_id}");
-        let mut visited = 0;
-        let mut next = first;
-        while let Some(row) = next {
-            // Without events from the snapshot on, the one row has no event columns.
-            let has_event = !row
-                .try_get_raw(0)
-                .map_err(|e| Error::corrupt_event(aggregate(), format!("column version: {e}")))?
-                .is_null();
-            if has_event {
-                let event = stream_event(&row).map_err(|m| Error::corrupt_event(aggregate(), m))?;
-                if event.version >= from_version {
-                    visitor.event(event)?;
-                    visited += 1;
-                }
+        checks::name("aggregate_type", aggregate_type)?;
+        match snapshots {
+            Some(snapshots) if self.is_sibling(snapshots) => {
+                super::load::snapshot_and_tail(&self.pool, aggregate_type, aggregate_id, visitor)
+                    .await
             }
-            next = rows.try_next().await.map_err(Error::backend)?;
+            Some(snapshots) => {
+                // Another database: two reads.
+                let from_version =
+                    crate::store::read_snapshot(snapshots, aggregate_type, aggregate_id, visitor)
+                        .await;
+                super::load::tail(
+                    &self.pool,
+                    aggregate_type,
+                    aggregate_id,
+                    from_version,
+                    visitor,
+                )
+                .await
+            }
+            None => super::load::tail(&self.pool, aggregate_type, aggregate_id, 1, visitor).await,
         }
-        Ok(visited)
     }
 
     async fn stream_version(
@@ -586,6 +469,7 @@ impl EventStore for PostgresEventStore {
         aggregate_type: &str,
         aggregate_id: Uuid,
     ) -> Result<Option<u64>> {
+        checks::name("aggregate_type", aggregate_type)?;
         let version = head(&self.pool, aggregate_type, aggregate_id).await?;
         Ok((version > 0).then_some(version))
     }
@@ -594,27 +478,29 @@ impl EventStore for PostgresEventStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let from = i64::try_from(from_position).unwrap_or(i64::MAX);
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut rows = sqlx::query(READ_ALL_SQL)
-            .bind(from)
-            .bind(limit)
+        let rows = sqlx::query(READ_ALL_SQL)
+            .bind(checks::saturating_i64(from_position))
+            .bind(checks::saturating_i64(limit as u64))
             .fetch(&self.pool);
         let mut out = Vec::new();
-        while let Some(row) = rows.try_next().await.map_err(Error::backend)? {
+        visit_rows(rows, |row: &PgRow| {
             let aggregate_type: &str = row.try_get(8).map_err(|e| {
-                Error::corrupt_event("?".to_owned(), format!("column aggregate_type: {e}"))
+                Error::corrupt_row("events", None, None, format!("column aggregate_type: {e}"))
             })?;
             let aggregate_id: Uuid = row.try_get(9).map_err(|e| {
-                Error::corrupt_event(
-                    format!("{aggregate_type}/?"),
+                Error::corrupt_row(
+                    "events",
+                    Some(aggregate_type),
+                    None,
                     format!("column aggregate_id: {e}"),
                 )
             })?;
-            let event = event_ref(&row, aggregate_type, aggregate_id)
-                .map_err(|m| Error::corrupt_event(format!("{aggregate_type}/{aggregate_id}"), m))?;
+            let event = event_ref(row, aggregate_type, aggregate_id)
+                .map_err(|m| Error::corrupt_event(aggregate_type, aggregate_id, m))?;
             out.push(event.to_recorded()?);
-        }
+            Ok(ControlFlow::Continue(()))
+        })
+        .await?;
         Ok(out)
     }
 }

@@ -1,36 +1,29 @@
 //! [`SqliteEventStore`]: the event log in a SQLite database.
 //!
 //! The `events` table is created by [`migrate_sqlite`](crate::migrations::migrate_sqlite)
-//! (see [`schema`](crate::migrations::schema) for its SQL). UUIDs are stored as
-//! lower-case hyphenated text, timestamps as RFC 3339 text in UTC with microseconds, so
-//! the database reads well in the `sqlite3` shell and timestamps sort as text.
+//! (see [`schema`](crate::migrations::schema) for its SQL).
 //!
 //! Appends start with `BEGIN IMMEDIATE`: the write lock is taken before the stream's
 //! head is read, so writers queue up (for as long as the connection's busy timeout)
 //! instead of failing on a lock upgrade, and concurrent appends to one stream never
 //! conflict unless their expected versions say so.
 
-use std::collections::HashSet;
+use std::ops::ControlFlow;
 use std::path::Path;
-use std::str::FromStr;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, SecondsFormat, Utc};
-use futures_util::TryStreamExt;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
+use sqlx::sqlite::SqliteRow;
 use sqlx::{AssertSqlSafe, Row, SqlitePool};
 use uuid::Uuid;
 
-use super::{EventStore, EventVisitor, ExpectedVersion, LoadVisitor};
+use super::pool::{format_timestamp, parse_timestamp};
 use crate::error::{Error, Result};
 use crate::event::{EventRef, NewEvent, RecordedEvent, StreamEvent};
 use crate::snapshot::SnapshotStore;
-
-/// How long a connection waits for another connection's write lock before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+use crate::store::{
+    EventStore, EventVisitor, LoadVisitor, already_appended, checks, read_snapshot, visit_rows,
+};
+use crate::version::ExpectedVersion;
 
 /// Bind parameters per row of the multi-row insert (the stream's id and type are bound
 /// once per statement).
@@ -78,9 +71,9 @@ impl SqliteEventStore {
     /// pool of exactly one connection, kept open until [`close`](Self::close), so every
     /// task sees the same database.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
-        let pool = open_pool(path.as_ref()).await?;
-        crate::migrations::migrate_sqlite(&pool).await?;
-        Ok(SqliteEventStore::new(pool))
+        Ok(SqliteEventStore::new(
+            super::pool::open(path.as_ref()).await?,
+        ))
     }
 
     /// The pool, to share with a [`SqliteSnapshotStore`](crate::SqliteSnapshotStore) or
@@ -99,42 +92,65 @@ impl SqliteEventStore {
         head(&mut conn, aggregate_type, aggregate_id).await
     }
 
-    /// After a unique violation: the batch's first event id already stored, or else the
-    /// stream's head (another writer took the version).
+    /// `(version, id)` of the batch's events already stored in this stream.
+    async fn stored<'c>(
+        &self,
+        conn: impl sqlx::SqliteExecutor<'c>,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        events: &[NewEvent],
+    ) -> Result<Vec<(u64, Uuid)>> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT version, event_id FROM events WHERE aggregate_type = ?1 \
+             AND aggregate_id = ?2 AND event_id IN (SELECT value FROM json_each(?3))",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id.to_string())
+        .bind(ids_json(events))
+        .fetch_all(conn)
+        .await
+        .map_err(Error::backend)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(v, id)| Some((u64::try_from(v).ok()?, Uuid::parse_str(&id).ok()?)))
+            .collect())
+    }
+
+    /// After a unique violation: the batch itself when a retry finds it stored (its
+    /// version), else the batch's first event id already stored, else the stream's head
+    /// (another writer took the version).
     async fn explain_unique_violation(
         &self,
         aggregate_type: &str,
         aggregate_id: Uuid,
         expected: ExpectedVersion,
         events: &[NewEvent],
-    ) -> Result<Error> {
-        // One query for the whole batch: its ids as a JSON array, unpacked by SQLite.
-        let ids: Vec<String> = events.iter().map(|e| e.event_id.to_string()).collect();
-        let ids_json = serde_json::to_string(&ids).map_err(|source| Error::Encode {
-            aggregate_type: aggregate_type.to_owned(),
-            what: "event ids".to_owned(),
-            source,
-        })?;
-        let stored: Vec<String> = sqlx::query_scalar(
+    ) -> Result<u64> {
+        let stored = self
+            .stored(&self.pool, aggregate_type, aggregate_id, events)
+            .await?;
+        if let Some(version) = already_appended(expected, events, &stored) {
+            return Ok(version);
+        }
+        let anywhere: Vec<String> = sqlx::query_scalar(
             "SELECT event_id FROM events WHERE event_id IN (SELECT value FROM json_each(?1))",
         )
-        .bind(ids_json)
+        .bind(ids_json(events))
         .fetch_all(&self.pool)
         .await
         .map_err(Error::backend)?;
         if let Some(event) = events
             .iter()
-            .zip(&ids)
-            .find_map(|(event, id)| stored.contains(id).then_some(event))
+            .find(|e| anywhere.contains(&e.event_id.to_string()))
         {
-            return Ok(Error::duplicate_event(
+            return Err(Error::duplicate_event(
                 aggregate_type,
                 aggregate_id,
                 event.event_id,
             ));
         }
         let actual = self.head(aggregate_type, aggregate_id).await?;
-        Ok(Error::conflict(
+        Err(Error::conflict(
             aggregate_type,
             aggregate_id,
             expected,
@@ -143,33 +159,10 @@ impl SqliteEventStore {
     }
 }
 
-/// Opens a pool as [`SqliteEventStore::open`] describes.
-pub(crate) async fn open_pool(path: &Path) -> Result<SqlitePool> {
-    if path == Path::new(":memory:") {
-        let options = SqliteConnectOptions::from_str("sqlite::memory:")
-            .map_err(Error::backend)?
-            .busy_timeout(BUSY_TIMEOUT);
-        // One connection, never retired: the database lives as long as it does.
-        SqlitePoolOptions::new()
-            .min_connections(1)
-            .max_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options)
-            .await
-            .map_err(Error::backend)
-    } else {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(BUSY_TIMEOUT);
-        SqlitePoolOptions::new()
-            .connect_with(options)
-            .await
-            .map_err(Error::backend)
-    }
+/// The batch's event ids as a JSON array, for `json_each`: one parameter for any batch.
+fn ids_json(events: &[NewEvent]) -> String {
+    let ids: Vec<String> = events.iter().map(|e| e.event_id.to_string()).collect();
+    serde_json::Value::from(ids).to_string()
 }
 
 async fn head(
@@ -186,10 +179,12 @@ async fn head(
     .fetch_one(&mut *conn)
     .await
     .map_err(Error::backend)?;
-    u64::try_from(version).map_err(|_| Error::CorruptRow {
-        table: "events",
-        aggregate: format!("{aggregate_type}/{aggregate_id}"),
-        message: format!("negative version {version}"),
+    u64::try_from(version).map_err(|_| {
+        Error::corrupt_event(
+            aggregate_type,
+            aggregate_id,
+            format!("negative version {version}"),
+        )
     })
 }
 
@@ -216,18 +211,6 @@ fn insert_sql(rows: usize) -> String {
         ));
     }
     sql
-}
-
-/// A timestamp as stored: RFC 3339, UTC, microseconds.
-pub(crate) fn format_timestamp(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
-
-/// Parses a stored timestamp.
-pub(crate) fn parse_timestamp(text: &str) -> std::result::Result<DateTime<Utc>, String> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|at| at.with_timezone(&Utc))
-        .map_err(|e| format!("timestamp `{text}` is not RFC 3339: {e}"))
 }
 
 /// Reads the columns of an event row (in the order of [`READ_STREAM_SQL`]) into an
@@ -312,7 +295,7 @@ impl EventStore for SqliteEventStore {
         expected: ExpectedVersion,
         events: &[NewEvent],
     ) -> Result<u64> {
-        super::check_payloads(aggregate_type, aggregate_id, events)?;
+        checks::append(aggregate_type, aggregate_id, expected, events)?;
         if events.is_empty() {
             let current = self.head(aggregate_type, aggregate_id).await?;
             return match expected {
@@ -334,23 +317,13 @@ impl EventStore for SqliteEventStore {
         if let ExpectedVersion::Exact(v) = expected
             && v != current
         {
-            return Err(Error::conflict(
-                aggregate_type,
-                aggregate_id,
-                expected,
-                current,
-            ));
+            let stored = self
+                .stored(&mut *tx, aggregate_type, aggregate_id, events)
+                .await?;
+            return already_appended(expected, events, &stored)
+                .ok_or_else(|| Error::conflict(aggregate_type, aggregate_id, expected, current));
         }
-        let mut batch = HashSet::with_capacity(events.len());
-        for event in events {
-            if !batch.insert(event.event_id) {
-                return Err(Error::duplicate_event(
-                    aggregate_type,
-                    aggregate_id,
-                    event.event_id,
-                ));
-            }
-        }
+        checks::distinct_ids(aggregate_type, aggregate_id, events)?;
 
         let stream_id = aggregate_id.to_string();
         let mut version = current;
@@ -362,12 +335,9 @@ impl EventStore for SqliteEventStore {
                 .bind(aggregate_type);
             for event in chunk {
                 version += 1;
-                let stored_version = i64::try_from(version).map_err(|_| {
-                    Error::invalid_input(format!("version {version} does not fit in SQLite"))
-                })?;
                 query = query
                     .bind(event.event_id.to_string())
-                    .bind(stored_version)
+                    .bind(checks::to_i64("version", version)?)
                     .bind(event.event_type.as_str())
                     .bind(i64::from(event.event_version))
                     .bind(event.payload.as_str())
@@ -389,9 +359,8 @@ impl EventStore for SqliteEventStore {
                     .is_some_and(|d| d.is_unique_violation()) =>
             {
                 tx.rollback().await.map_err(Error::backend)?;
-                Err(self
-                    .explain_unique_violation(aggregate_type, aggregate_id, expected, events)
-                    .await?)
+                self.explain_unique_violation(aggregate_type, aggregate_id, expected, events)
+                    .await
             }
             Err(e) => Err(Error::backend(e)),
         }
@@ -404,25 +373,23 @@ impl EventStore for SqliteEventStore {
         aggregate_id: Uuid,
         visitor: &mut dyn LoadVisitor,
     ) -> Result<u64> {
+        checks::name("aggregate_type", aggregate_type)?;
         // In-process, a second statement costs no round trip: the snapshot is read apart.
         let from_version = match snapshots {
-            Some(store) => visitor.snapshot(store.get(aggregate_type, aggregate_id).await),
+            Some(store) => read_snapshot(store, aggregate_type, aggregate_id, visitor).await,
             None => 1,
         };
-        let from = i64::try_from(from_version).unwrap_or(i64::MAX);
-        let mut rows = sqlx::query(LOAD_STREAM_SQL)
+        let rows = sqlx::query(LOAD_STREAM_SQL)
             .bind(aggregate_type)
             .bind(aggregate_id.to_string())
-            .bind(from)
+            .bind(checks::saturating_i64(from_version))
             .fetch(&self.pool);
-        let mut visited = 0;
-        while let Some(row) = rows.try_next().await.map_err(Error::backend)? {
-            let event = stream_event(&row)
-                .map_err(|m| Error::corrupt_event(format!("{aggregate_type}/{aggregate_id}"), m))?;
-            visitor.event(event)?;
-            visited += 1;
-        }
-        Ok(visited)
+        visit_rows(rows, |row| {
+            let event = stream_event(row)
+                .map_err(|m| Error::corrupt_event(aggregate_type, aggregate_id, m))?;
+            visitor.event(event)
+        })
+        .await
     }
 
     async fn read_stream(
@@ -432,20 +399,18 @@ impl EventStore for SqliteEventStore {
         from_version: u64,
         visit: &mut EventVisitor<'_>,
     ) -> Result<u64> {
-        let from = i64::try_from(from_version).unwrap_or(i64::MAX);
-        let mut rows = sqlx::query(READ_STREAM_SQL)
+        checks::name("aggregate_type", aggregate_type)?;
+        let rows = sqlx::query(READ_STREAM_SQL)
             .bind(aggregate_type)
             .bind(aggregate_id.to_string())
-            .bind(from)
+            .bind(checks::saturating_i64(from_version))
             .fetch(&self.pool);
-        let mut visited = 0;
-        while let Some(row) = rows.try_next().await.map_err(Error::backend)? {
-            let event = event_ref(&row, aggregate_type, aggregate_id)
-                .map_err(|m| Error::corrupt_event(format!("{aggregate_type}/{aggregate_id}"), m))?;
-            visit(event)?;
-            visited += 1;
-        }
-        Ok(visited)
+        visit_rows(rows, |row| {
+            let event = event_ref(row, aggregate_type, aggregate_id)
+                .map_err(|m| Error::corrupt_event(aggregate_type, aggregate_id, m))?;
+            visit(event).map(ControlFlow::Continue)
+        })
+        .await
     }
 
     async fn stream_version(
@@ -453,6 +418,7 @@ impl EventStore for SqliteEventStore {
         aggregate_type: &str,
         aggregate_id: Uuid,
     ) -> Result<Option<u64>> {
+        checks::name("aggregate_type", aggregate_type)?;
         let version = self.head(aggregate_type, aggregate_id).await?;
         Ok((version > 0).then_some(version))
     }
@@ -461,34 +427,30 @@ impl EventStore for SqliteEventStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let from = i64::try_from(from_position).unwrap_or(i64::MAX);
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut rows = sqlx::query(READ_ALL_SQL)
-            .bind(from)
-            .bind(limit)
+        let rows = sqlx::query(READ_ALL_SQL)
+            .bind(checks::saturating_i64(from_position))
+            .bind(checks::saturating_i64(limit as u64))
             .fetch(&self.pool);
         let mut out = Vec::new();
-        while let Some(row) = rows.try_next().await.map_err(Error::backend)? {
+        visit_rows(rows, |row| {
             let aggregate_type: &str = row.try_get(8).map_err(|e| {
-                Error::corrupt_event("?".to_owned(), format!("column aggregate_type: {e}"))
+                Error::corrupt_row("events", None, None, format!("column aggregate_type: {e}"))
             })?;
-            let aggregate_id_text: &str = row.try_get(9).map_err(|e| {
-                Error::corrupt_event(
-                    format!("{aggregate_type}/?"),
-                    format!("column aggregate_id: {e}"),
-                )
+            let corrupt = |id: Option<Uuid>, m: String| {
+                Error::corrupt_row("events", Some(aggregate_type), id, m)
+            };
+            let id_text: &str = row
+                .try_get(9)
+                .map_err(|e| corrupt(None, format!("column aggregate_id: {e}")))?;
+            let aggregate_id = Uuid::parse_str(id_text).map_err(|e| {
+                corrupt(None, format!("aggregate_id `{id_text}` is not a UUID: {e}"))
             })?;
-            let aggregate = format!("{aggregate_type}/{aggregate_id_text}");
-            let aggregate_id = Uuid::parse_str(aggregate_id_text).map_err(|e| {
-                Error::corrupt_event(
-                    aggregate.clone(),
-                    format!("aggregate_id `{aggregate_id_text}` is not a UUID: {e}"),
-                )
-            })?;
-            let event = event_ref(&row, aggregate_type, aggregate_id)
-                .map_err(|m| Error::corrupt_event(aggregate, m))?;
+            let event = event_ref(row, aggregate_type, aggregate_id)
+                .map_err(|m| corrupt(Some(aggregate_id), m))?;
             out.push(event.to_recorded()?);
-        }
+            Ok(ControlFlow::Continue(()))
+        })
+        .await?;
         Ok(out)
     }
 }

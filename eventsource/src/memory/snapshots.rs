@@ -4,10 +4,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
+use chrono::SubsecRound;
 use uuid::Uuid;
 
-use super::{Snapshot, SnapshotStore};
 use crate::error::Result;
+use crate::snapshot::{Snapshot, SnapshotStore};
+use crate::store::checks;
 
 /// A snapshot store kept in memory. Clones share the same snapshots.
 #[derive(Clone, Debug, Default)]
@@ -39,18 +41,23 @@ impl InMemorySnapshotStore {
 #[async_trait]
 impl SnapshotStore for InMemorySnapshotStore {
     async fn save(&self, snapshot: &Snapshot) -> Result<()> {
+        checks::snapshot(snapshot)?;
         let mut map = self.lock();
         let key = (snapshot.aggregate_type.clone(), snapshot.aggregate_id);
         match map.get(&key) {
             Some(existing) if existing.version > snapshot.version => {}
             _ => {
-                map.insert(key, snapshot.clone());
+                let mut stored = snapshot.clone();
+                // Microseconds, as the SQL stores keep them.
+                stored.created_at = stored.created_at.trunc_subsecs(6);
+                map.insert(key, stored);
             }
         }
         Ok(())
     }
 
     async fn get(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<Option<Snapshot>> {
+        checks::name("aggregate_type", aggregate_type)?;
         Ok(self
             .lock()
             .get(&(aggregate_type.to_owned(), aggregate_id))
@@ -58,6 +65,7 @@ impl SnapshotStore for InMemorySnapshotStore {
     }
 
     async fn delete(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<bool> {
+        checks::name("aggregate_type", aggregate_type)?;
         Ok(self
             .lock()
             .remove(&(aggregate_type.to_owned(), aggregate_id))
@@ -65,6 +73,7 @@ impl SnapshotStore for InMemorySnapshotStore {
     }
 
     async fn exists(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<bool> {
+        checks::name("aggregate_type", aggregate_type)?;
         Ok(self
             .lock()
             .contains_key(&(aggregate_type.to_owned(), aggregate_id)))
@@ -75,6 +84,7 @@ impl SnapshotStore for InMemorySnapshotStore {
         aggregate_type: &str,
         schema_version_below: Option<u32>,
     ) -> Result<u64> {
+        checks::name("aggregate_type", aggregate_type)?;
         let mut map = self.lock();
         let before = map.len();
         map.retain(|(t, _), s| {

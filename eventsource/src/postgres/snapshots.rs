@@ -4,15 +4,20 @@
 //! [`migrate_postgres`](crate::migrations::migrate_postgres). The state is `jsonb`, so
 //! snapshots can be inspected and queried in SQL; the text read back is PostgreSQL's
 //! normal form of the JSON saved (same value; key order and spacing may differ).
+//!
+//! Each call runs on a [`Guarded`] connection: a call cancelled by the repository's
+//! snapshot timeout (say, waiting for a lock on the table) closes its connection
+//! instead of handing the pool one that is still busy.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-use super::{Snapshot, SnapshotStore};
+use super::pool::{Guarded, timestamp};
 use crate::error::{Error, Result};
+use crate::snapshot::{Snapshot, SnapshotStore};
+use crate::store::checks;
 
 /// A snapshot store in a PostgreSQL database. Clones share the same pool.
 ///
@@ -42,25 +47,38 @@ impl PostgresSnapshotStore {
     }
 }
 
-fn decode(row: &PgRow, aggregate_type: &str, aggregate_id: Uuid) -> Result<Snapshot> {
-    let corrupt = |message: String| Error::CorruptRow {
-        table: "snapshots",
-        aggregate: format!("{aggregate_type}/{aggregate_id}"),
-        message,
+/// The snapshot in the four columns from `at` on (version, schema version, state,
+/// created at), `None` when the version is `NULL` (no snapshot row was joined). The
+/// columns are the store's own, so every value is checked, never trusted.
+pub(super) fn snapshot_columns(
+    row: &PgRow,
+    at: usize,
+    aggregate_type: &str,
+    aggregate_id: Uuid,
+) -> Result<Option<Snapshot>> {
+    let corrupt = |message: String| {
+        Error::corrupt_row(
+            "snapshots",
+            Some(aggregate_type),
+            Some(aggregate_id),
+            message,
+        )
     };
-    let version: i64 = row
-        .try_get(0)
+    let version: Option<i64> = row
+        .try_get(at)
         .map_err(|e| corrupt(format!("column version: {e}")))?;
+    let Some(version) = version else {
+        return Ok(None);
+    };
     let schema_version: i32 = row
-        .try_get(1)
+        .try_get(at + 1)
         .map_err(|e| corrupt(format!("column schema_version: {e}")))?;
     let state: String = row
-        .try_get(2)
+        .try_get(at + 2)
         .map_err(|e| corrupt(format!("column state: {e}")))?;
-    let created_at: DateTime<Utc> = row
-        .try_get(3)
-        .map_err(|e| corrupt(format!("column created_at: {e}")))?;
-    Ok(Snapshot {
+    let created_at =
+        timestamp(row, at + 3).map_err(|e| corrupt(format!("column created_at: {e}")))?;
+    Ok(Some(Snapshot {
         aggregate_id,
         aggregate_type: aggregate_type.to_owned(),
         version: u64::try_from(version)
@@ -69,25 +87,17 @@ fn decode(row: &PgRow, aggregate_type: &str, aggregate_id: Uuid) -> Result<Snaps
             .map_err(|_| corrupt(format!("negative schema_version {schema_version}")))?,
         state,
         created_at,
-    })
+    }))
 }
 
 #[async_trait]
 impl SnapshotStore for PostgresSnapshotStore {
     async fn save(&self, snapshot: &Snapshot) -> Result<()> {
-        let version = i64::try_from(snapshot.version).map_err(|_| {
-            Error::invalid_input(format!(
-                "snapshot version {} does not fit in a bigint",
-                snapshot.version
-            ))
-        })?;
-        let schema_version = i32::try_from(snapshot.schema_version).map_err(|_| {
-            Error::invalid_input(format!(
-                "schema version {} does not fit in an integer column",
-                snapshot.schema_version
-            ))
-        })?;
-        sqlx::query(
+        checks::snapshot(snapshot)?;
+        let version = checks::to_i64("snapshot version", snapshot.version)?;
+        let schema_version = checks::to_i32("schema_version", snapshot.schema_version)?;
+        let mut conn = Guarded::acquire(&self.pool).await?;
+        let done = sqlx::query(
             "INSERT INTO snapshots \
              (aggregate_id, aggregate_type, version, schema_version, state, created_at) \
              VALUES ($1, $2, $3, $4, $5::jsonb, $6) \
@@ -102,46 +112,55 @@ impl SnapshotStore for PostgresSnapshotStore {
         .bind(schema_version)
         .bind(snapshot.state.as_str())
         .bind(snapshot.created_at)
-        .execute(&self.pool)
-        .await
-        .map_err(Error::backend)?;
+        .execute(&mut *conn)
+        .await;
+        conn.release();
+        done.map_err(Error::backend)?;
         Ok(())
     }
 
     async fn get(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<Option<Snapshot>> {
+        checks::name("aggregate_type", aggregate_type)?;
+        let mut conn = Guarded::acquire(&self.pool).await?;
         let row = sqlx::query(
             "SELECT version, schema_version, state::text, created_at FROM snapshots \
              WHERE aggregate_id = $1 AND aggregate_type = $2",
         )
         .bind(aggregate_id)
         .bind(aggregate_type)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(Error::backend)?;
-        row.map(|row| decode(&row, aggregate_type, aggregate_id))
-            .transpose()
+        .fetch_optional(&mut *conn)
+        .await;
+        conn.release();
+        match row.map_err(Error::backend)? {
+            Some(row) => snapshot_columns(&row, 0, aggregate_type, aggregate_id),
+            None => Ok(None),
+        }
     }
 
     async fn delete(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<bool> {
+        checks::name("aggregate_type", aggregate_type)?;
+        let mut conn = Guarded::acquire(&self.pool).await?;
         let done =
             sqlx::query("DELETE FROM snapshots WHERE aggregate_id = $1 AND aggregate_type = $2")
                 .bind(aggregate_id)
                 .bind(aggregate_type)
-                .execute(&self.pool)
-                .await
-                .map_err(Error::backend)?;
-        Ok(done.rows_affected() > 0)
+                .execute(&mut *conn)
+                .await;
+        conn.release();
+        Ok(done.map_err(Error::backend)?.rows_affected() > 0)
     }
 
     async fn exists(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<bool> {
+        checks::name("aggregate_type", aggregate_type)?;
+        let mut conn = Guarded::acquire(&self.pool).await?;
         let row =
             sqlx::query("SELECT 1 FROM snapshots WHERE aggregate_id = $1 AND aggregate_type = $2")
                 .bind(aggregate_id)
                 .bind(aggregate_type)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(Error::backend)?;
-        Ok(row.is_some())
+                .fetch_optional(&mut *conn)
+                .await;
+        conn.release();
+        Ok(row.map_err(Error::backend)?.is_some())
     }
 
     async fn delete_by_type(
@@ -149,6 +168,7 @@ impl SnapshotStore for PostgresSnapshotStore {
         aggregate_type: &str,
         schema_version_below: Option<u32>,
     ) -> Result<u64> {
+        checks::name("aggregate_type", aggregate_type)?;
         let query = match schema_version_below {
             None => {
                 sqlx::query("DELETE FROM snapshots WHERE aggregate_type = $1").bind(aggregate_type)
@@ -161,8 +181,10 @@ impl SnapshotStore for PostgresSnapshotStore {
             .bind(aggregate_type)
             .bind(i64::from(below)),
         };
-        let done = query.execute(&self.pool).await.map_err(Error::backend)?;
-        Ok(done.rows_affected())
+        let mut conn = Guarded::acquire(&self.pool).await?;
+        let done = query.execute(&mut *conn).await;
+        conn.release();
+        Ok(done.map_err(Error::backend)?.rows_affected())
     }
 
     /// Lets a [`PostgresEventStore`](crate::PostgresEventStore) on the same pool read a

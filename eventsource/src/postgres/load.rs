@@ -1,0 +1,186 @@
+//! Loading an aggregate from PostgreSQL: with the snapshots on the same pool, the
+//! snapshot and the events after it come in one statement, one round trip.
+//!
+//! The statement can fail or wait because of its snapshot half alone (the table
+//! missing, renamed or not readable, a lock on it). A snapshot problem is never an
+//! error: the first row is awaited for at most the snapshot timeout, and on a failure
+//! or a timeout the visitor is told why and the events are read alone.
+
+use futures_util::TryStreamExt;
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Row, ValueRef};
+use uuid::Uuid;
+
+use super::pool::Guarded;
+use super::snapshots::snapshot_columns;
+use crate::error::{Error, Result};
+use crate::event::StreamEvent;
+use crate::store::{LoadVisitor, checks, visit_rows};
+
+/// A load's stream: only the columns [`stream_event`] reads.
+const LOAD_STREAM_SQL: &str = "SELECT version, event_type, event_version, payload::text \
+     FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND version >= $3 \
+     ORDER BY version";
+
+/// One row per event from the snapshot's version on (or from 1), in version order, with
+/// the columns [`stream_event`] reads, then the snapshot's (all `NULL` without one). The
+/// state is sent once, on the first row. Without events from there, one row whose
+/// event columns are `NULL`.
+const SNAPSHOT_AND_TAIL_SQL: &str = "SELECT e.version, e.event_type, e.event_version, \
+     e.payload, s.version, s.schema_version, \
+     CASE WHEN e.version IS NULL OR e.version = s.version THEN s.state::text END, \
+     s.created_at \
+     FROM (SELECT 1) AS one \
+     LEFT JOIN snapshots s ON s.aggregate_id = $2 AND s.aggregate_type = $1 \
+     LEFT JOIN LATERAL ( \
+         SELECT version, event_type, event_version, payload::text AS payload FROM events \
+         WHERE aggregate_type = $1 AND aggregate_id = $2 \
+         AND version >= COALESCE(s.version, 1) ORDER BY version \
+     ) e ON true";
+
+/// Where the snapshot's columns start in a row of [`SNAPSHOT_AND_TAIL_SQL`].
+const SNAPSHOT_COLUMNS: usize = 4;
+
+/// The first four columns of a load's row (version, event type, event version,
+/// payload). The store's own SQL fixes their types, so they are read without
+/// a per-row type check.
+fn stream_event(row: &PgRow) -> std::result::Result<StreamEvent<'_>, String> {
+    let version: i64 = row
+        .try_get_unchecked(0)
+        .map_err(|e| format!("column version: {e}"))?;
+    let event_version: i32 = row
+        .try_get_unchecked(2)
+        .map_err(|e| format!("column event_version: {e}"))?;
+    Ok(StreamEvent {
+        version: u64::try_from(version).map_err(|_| format!("negative version {version}"))?,
+        event_type: row
+            .try_get_unchecked(1)
+            .map_err(|e| format!("column event_type: {e}"))?,
+        event_version: u32::try_from(event_version)
+            .map_err(|_| format!("negative event_version {event_version}"))?,
+        payload: row
+            .try_get_unchecked(3)
+            .map_err(|e| format!("column payload: {e}"))?,
+    })
+}
+
+/// The events from `from_version` on, alone.
+pub(super) async fn tail(
+    pool: &PgPool,
+    aggregate_type: &str,
+    aggregate_id: Uuid,
+    from_version: u64,
+    visitor: &mut dyn LoadVisitor,
+) -> Result<u64> {
+    let rows = sqlx::query(LOAD_STREAM_SQL)
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .bind(checks::saturating_i64(from_version))
+        .fetch(pool);
+    visit_rows(rows, |row| {
+        let event =
+            stream_event(row).map_err(|m| Error::corrupt_event(aggregate_type, aggregate_id, m))?;
+        visitor.event(event)
+    })
+    .await
+}
+
+/// The snapshot and its tail in one statement (see the module docs).
+pub(super) async fn snapshot_and_tail(
+    pool: &PgPool,
+    aggregate_type: &str,
+    aggregate_id: Uuid,
+    visitor: &mut dyn LoadVisitor,
+) -> Result<u64> {
+    let limit = visitor.snapshot_timeout();
+    let mut conn = Guarded::acquire(pool).await?;
+    let mut rows = sqlx::query(SNAPSHOT_AND_TAIL_SQL)
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .fetch(&mut *conn);
+    let first = match limit {
+        Some(limit) => tokio::time::timeout(limit, rows.try_next()).await.ok(),
+        None => Some(rows.try_next().await),
+    };
+    let first = match first {
+        Some(Ok(first)) => first,
+        failed => {
+            drop(rows);
+            let reason = match failed {
+                Some(Err(e)) => {
+                    conn.release();
+                    Error::backend(e)
+                }
+                // Timed out: the guard closes the connection, still busy with the statement.
+                _ => {
+                    drop(conn);
+                    Error::timeout("reading the snapshot", limit.unwrap_or_default())
+                }
+            };
+            let from_version = visitor.snapshot(Err(reason)).max(1);
+            return tail(pool, aggregate_type, aggregate_id, from_version, visitor).await;
+        }
+    };
+    let read = visit_rows_after(first, &mut rows, aggregate_type, aggregate_id, visitor).await;
+    drop(rows);
+    conn.release();
+    match read? {
+        Next::Done(visited) => Ok(visited),
+        Next::ReadApart(from_version) => {
+            tail(pool, aggregate_type, aggregate_id, from_version, visitor).await
+        }
+    }
+}
+
+/// What is left to do after the one-statement read.
+enum Next {
+    /// Every event was visited; this many.
+    Done(u64),
+    /// The visitor wants events from a version the statement did not read.
+    ReadApart(u64),
+}
+
+/// Hands the visitor the snapshot of the first row, then each event it asked for.
+async fn visit_rows_after(
+    first: Option<PgRow>,
+    rows: &mut (impl futures_util::Stream<Item = std::result::Result<PgRow, sqlx::Error>> + Unpin),
+    aggregate_type: &str,
+    aggregate_id: Uuid,
+    visitor: &mut dyn LoadVisitor,
+) -> Result<Next> {
+    let found = match &first {
+        Some(row) => snapshot_columns(row, SNAPSHOT_COLUMNS, aggregate_type, aggregate_id),
+        None => Ok(None),
+    };
+    // The version the rows start at; unknown when the snapshot did not decode.
+    let streamed_from = match &found {
+        Ok(Some(snapshot)) => Some(snapshot.version.max(1)),
+        Ok(None) => Some(1),
+        Err(_) => None,
+    };
+    let from_version = visitor.snapshot(found).max(1);
+    if streamed_from.is_none_or(|start| from_version < start) {
+        return Ok(Next::ReadApart(from_version));
+    }
+    let corrupt = |m: String| Error::corrupt_event(aggregate_type, aggregate_id, m);
+    let mut visited = 0;
+    let mut next = first;
+    while let Some(row) = next {
+        // Without events from the snapshot on, the one row has no event columns.
+        let has_event = !row
+            .try_get_raw(0)
+            .map_err(|e| corrupt(format!("column version: {e}")))?
+            .is_null();
+        if has_event {
+            let event = stream_event(&row).map_err(corrupt)?;
+            if event.version >= from_version {
+                if visitor.event(event)?.is_break() {
+                    break;
+                }
+                visited += 1;
+            }
+        }
+        next = rows.try_next().await.map_err(Error::backend)?;
+    }
+    Ok(Next::Done(visited))
+}
