@@ -146,9 +146,13 @@ fn generate(input: &Input<'_>) -> TokenStream {
     let policy = input.snapshot.as_ref().map(|s| {
         let strategy = s.strategy_tokens();
         let mode = s.mode_tokens();
+        let timeout = s.timeout.map(|ms| {
+            quote! { .with_timeout(::core::time::Duration::from_millis(#ms)) }
+        });
         quote! {
             fn snapshot_policy() -> ::eventsource::SnapshotPolicy {
                 ::eventsource::SnapshotPolicy::new(#strategy, ::eventsource::SnapshotMode::#mode)
+                    #timeout
             }
         }
     });

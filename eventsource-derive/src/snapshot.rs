@@ -29,7 +29,7 @@ use crate::ctxt::Ctxt;
 use crate::duration;
 use crate::symbol::{
     AFTER, ALL, ANY, EVERY, LOAD_SLOWER_THAN, MODE, NEVER, ON, REPLAYED_OVER, SCHEMA_VERSION,
-    SNAPSHOT_KEYS, Symbol, THRESHOLD, TOP_LEVEL_ONLY, TRIGGER_KEYS,
+    SNAPSHOT_KEYS, Symbol, THRESHOLD, TIMEOUT, TOP_LEVEL_ONLY, TRIGGER_KEYS,
 };
 
 const ATTR: &str = "snapshot";
@@ -45,6 +45,8 @@ pub struct Snapshot {
     pub malformed: bool,
     pub mode: Option<(Mode, Span)>,
     pub never: Option<Span>,
+    /// `timeout = "500ms"`: the bound on snapshot reads and writes, in milliseconds.
+    pub timeout: Option<u64>,
     /// Combined with "or".
     pub triggers: Vec<Trigger>,
 }
@@ -204,6 +206,7 @@ pub fn parse(cx: &Ctxt, a: &syn::Attribute) -> Snapshot {
     let mut schema_version = Attr::none(cx, ATTR, SCHEMA_VERSION);
     let mut mode = Attr::none(cx, ATTR, MODE);
     let mut never = Attr::none(cx, ATTR, NEVER);
+    let mut timeout = Attr::none(cx, ATTR, TIMEOUT);
     let mut triggers = Triggers::new(cx, Level::Top);
     let mut schema_version_written = false;
     let mut malformed = false;
@@ -217,6 +220,8 @@ pub fn parse(cx: &Ctxt, a: &syn::Attribute) -> Snapshot {
                     .map(|v| schema_version.set(&meta.path, v as u32))
             } else if meta.path == MODE {
                 parse_mode(&meta).map(|m| mode.set(&meta.path, m))
+            } else if meta.path == TIMEOUT {
+                parse_duration(&meta, TIMEOUT).map(|ms| timeout.set(&meta.path, ms))
             } else if meta.path == NEVER {
                 if meta.input.is_empty() || meta.input.peek(Token![,]) {
                     never.set(&meta.path, meta.path.span());
@@ -250,6 +255,7 @@ pub fn parse(cx: &Ctxt, a: &syn::Attribute) -> Snapshot {
         malformed,
         mode: mode.get(),
         never: never.get(),
+        timeout: timeout.get(),
         triggers: triggers.list,
     }
 }
@@ -290,6 +296,10 @@ fn parse_duration(meta: &ParseNestedMeta<'_>, key: Symbol) -> syn::Result<u64> {
         }
     };
     match duration::parse_millis(&lit.value()) {
+        Ok(0) if key == TIMEOUT => Err(syn::Error::new(
+            lit.span(),
+            "`timeout` must be longer than zero: it bounds how long a snapshot read or write may take",
+        )),
         Ok(0) => Err(syn::Error::new(
             lit.span(),
             format!(

@@ -17,6 +17,7 @@ pub const SCHEMA_VERSION: Symbol = Symbol("schema_version");
 pub const THRESHOLD: Symbol = Symbol("threshold");
 pub const MODE: Symbol = Symbol("mode");
 pub const NEVER: Symbol = Symbol("never");
+pub const TIMEOUT: Symbol = Symbol("timeout");
 
 // Snapshot triggers.
 pub const EVERY: Symbol = Symbol("every");
@@ -44,6 +45,7 @@ pub const SNAPSHOT_KEYS: &[Symbol] = &[
     ALL,
     STRATEGY,
     NEVER,
+    TIMEOUT,
 ];
 /// Keys accepted inside `any(...)` and `all(...)`: the triggers.
 pub const TRIGGER_KEYS: &[Symbol] = &[
@@ -58,7 +60,7 @@ pub const TRIGGER_KEYS: &[Symbol] = &[
     STRATEGY,
 ];
 /// Keys of `#[snapshot(...)]` that are not triggers, so only belong at its top level.
-pub const TOP_LEVEL_ONLY: &[Symbol] = &[SCHEMA_VERSION, MODE, NEVER];
+pub const TOP_LEVEL_ONLY: &[Symbol] = &[SCHEMA_VERSION, MODE, NEVER, TIMEOUT];
 /// Words a user may reach for, and the key that means it.
 pub const SYNONYMS: &[(&str, Symbol)] = &[
     ("or", ANY),

@@ -139,14 +139,20 @@ pub enum Error {
     /// A value would not come back as it was saved: a payload or state with NaN or an
     /// infinite float (JSON writes them as `null`), or a type whose serialization does
     /// not decode. Nothing was written.
-    #[error("{what} of {aggregate_type}/{aggregate_id} would not load back as saved: {reason}")]
+    #[error("{} of {aggregate_type}/{aggregate_id} would not load back as saved: {reason}",
+        match (event_type, event_id) {
+            (Some(t), Some(id)) => format!("event {t} ({id})"),
+            _ => "the snapshot state".to_owned(),
+        })]
     NotRoundTrip {
         /// The aggregate type.
         aggregate_type: String,
         /// The aggregate id.
         aggregate_id: Uuid,
-        /// What was refused: `event <type> (<id>)` or `snapshot state`.
-        what: String,
+        /// The refused event's type name; `None` for a snapshot state.
+        event_type: Option<String>,
+        /// The refused event's id; `None` for a snapshot state.
+        event_id: Option<Uuid>,
         /// Why it would not decode back.
         reason: String,
     },

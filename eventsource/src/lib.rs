@@ -85,6 +85,7 @@ pub mod snapshot;
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod sqlite;
 pub mod store;
+mod time;
 mod version;
 
 pub use aggregate::{Aggregate, Apply, Dispatch, IntoEvents};
@@ -141,6 +142,7 @@ pub use eventsource_derive::DomainEvent;
 /// | `any` / `all` | `all(every = 10, on(OrderSubmitted))` | [`AnyOf`](snapshot::AnyOf) / [`AllOf`](snapshot::AllOf) of the triggers inside |
 /// | `strategy` | `strategy = my_strategy()` | any expression of a type implementing [`SnapshotStrategy`] |
 /// | `never` | `never` | [`Never`](snapshot::Never): no automatic snapshot |
+/// | `timeout` | `timeout = "500ms"` | bound on each snapshot read and write ([`SnapshotPolicy::timeout`]; default 2 s) |
 ///
 /// Top-level triggers combine with "or". Mistakes (an unknown key, a zero threshold, a
 /// bad duration, an event the enum does not have, a trigger with `mode = "manual"`, ...)

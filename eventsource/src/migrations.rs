@@ -11,6 +11,12 @@
 //! Every statement is `CREATE ... IF NOT EXISTS`: tables created by hand from
 //! [`schema`] are adopted, not recreated.
 //!
+//! Both functions are safe to run from several processes at once. On PostgreSQL, sqlx's
+//! migrator runs them under an advisory lock. On SQLite, where that migrator takes no
+//! lock, `migrate_sqlite` applies the files itself inside one `BEGIN IMMEDIATE`
+//! transaction, and keeps the history in the layout, and with the checksums, sqlx's
+//! migrator uses: a database migrated by either is recognised by the other.
+//!
 //! ```
 //! use eventsource::migrations::{Backend, Table, schema};
 //!
@@ -66,16 +72,18 @@ impl fmt::Display for Table {
 }
 
 /// The SQL that creates a table and its indexes on a backend: the text of the migration
-/// file that `migrate_postgres` (feature `postgres`) or `migrate_sqlite` (feature
-/// `sqlite`) applies.
+/// files that `migrate_postgres` (feature `postgres`) or `migrate_sqlite` (feature
+/// `sqlite`) apply for it, in order.
 pub fn schema(table: Table, backend: Backend) -> &'static str {
     match (backend, table) {
         (Backend::Postgres, Table::Events) => {
             include_str!("../../migrations/postgres/20261123000001_create_events.sql")
         }
-        (Backend::Postgres, Table::Snapshots) => {
-            include_str!("../../migrations/postgres/20261123000002_create_snapshots.sql")
-        }
+        (Backend::Postgres, Table::Snapshots) => concat!(
+            include_str!("../../migrations/postgres/20261123000002_create_snapshots.sql"),
+            "\n",
+            include_str!("../../migrations/postgres/20261202000003_snapshot_state_json.sql"),
+        ),
         (Backend::Sqlite, Table::Events) => {
             include_str!("../../migrations/sqlite/20261123000001_create_events.sql")
         }
@@ -99,13 +107,172 @@ pub async fn migrate_postgres(pool: &sqlx::PgPool) -> Result<()> {
 
 /// Creates or updates the `events` and `snapshots` tables in a SQLite database.
 ///
-/// Idempotent.
+/// Idempotent, and safe to call from any number of pools and processes at once, on a
+/// fresh file or an existing one. sqlx's migrator takes no lock on SQLite, so this
+/// function applies the migrations itself, on one connection of the pool and inside one
+/// `BEGIN IMMEDIATE` transaction: it takes the database's write lock (waiting, for as
+/// long as the connection's busy timeout, for any other writer), creates
+/// [`MIGRATIONS_TABLE`] if it is missing, reads which versions are recorded there,
+/// applies and records the missing ones, and commits. A caller that finds every
+/// migration already recorded returns without taking the write lock.
+///
+/// The history table has the layout sqlx's migrator gives it and the same checksums, so
+/// a database migrated by `sqlx::migrate!` with this table name is recognised as
+/// migrated, and the other way round. A recorded migration whose checksum differs from
+/// the embedded file, a recorded version this crate does not know, or one recorded as
+/// failed is an [`Error::Backend`] naming the version.
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub async fn migrate_sqlite(pool: &sqlx::SqlitePool) -> Result<()> {
-    let mut migrator = sqlx::migrate!("../migrations/sqlite");
-    migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
-    migrator.run(pool).await.map_err(Error::backend)
+    let mut conn = pool.acquire().await.map_err(Error::backend)?;
+    sqlite::migrate(&mut conn).await
+}
+
+/// The SQLite migrations, applied by hand under the database's write lock.
+#[cfg(feature = "sqlite")]
+mod sqlite {
+    use std::collections::HashMap;
+    use std::time::Instant;
+
+    use sqlx::migrate::{Migration, Migrator};
+    use sqlx::{AssertSqlSafe, Connection, SqliteConnection};
+
+    use super::MIGRATIONS_TABLE;
+    use crate::error::{Error, Result};
+
+    /// The embedded migrations: the files of `migrations/sqlite/`, with sqlx's checksums.
+    fn migrator() -> Migrator {
+        sqlx::migrate!("../migrations/sqlite")
+    }
+
+    /// A recorded row of the history table.
+    struct Applied {
+        checksum: Vec<u8>,
+        success: bool,
+    }
+
+    pub(super) async fn migrate(conn: &mut SqliteConnection) -> Result<()> {
+        let migrator = migrator();
+        // Without the lock first: a database already migrated opens without waiting for
+        // its writers.
+        if history_exists(conn).await? && pending(&migrator, &read_history(conn).await?)?.is_empty()
+        {
+            return Ok(());
+        }
+
+        let mut tx = conn
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(Error::backend)?;
+        // The layout sqlx's migrator creates (`ensure_migrations_table` of sqlx-sqlite).
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (
+                version BIGINT PRIMARY KEY,
+                description TEXT NOT NULL,
+                installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+                success BOOLEAN NOT NULL,
+                checksum BLOB NOT NULL,
+                execution_time BIGINT NOT NULL
+            )"
+        )))
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::backend)?;
+        // Read again under the lock: another connection may have migrated meanwhile.
+        let history = read_history(&mut tx).await?;
+        for migration in pending(&migrator, &history)? {
+            let started = Instant::now();
+            sqlx::raw_sql(migration.sql.clone())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| {
+                    Error::backend(format!(
+                        "migration {} ({}) failed: {e}",
+                        migration.version, migration.description
+                    ))
+                })?;
+            let nanos = i64::try_from(started.elapsed().as_nanos()).unwrap_or(i64::MAX);
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO {MIGRATIONS_TABLE} \
+                 (version, description, success, checksum, execution_time) \
+                 VALUES (?1, ?2, TRUE, ?3, ?4)"
+            )))
+            .bind(migration.version)
+            .bind(&*migration.description)
+            .bind(&*migration.checksum)
+            .bind(nanos)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::backend)?;
+        }
+        tx.commit().await.map_err(Error::backend)
+    }
+
+    async fn history_exists(conn: &mut SqliteConnection) -> Result<bool> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+        )
+        .bind(MIGRATIONS_TABLE)
+        .fetch_one(conn)
+        .await
+        .map_err(Error::backend)
+    }
+
+    async fn read_history(conn: &mut SqliteConnection) -> Result<HashMap<i64, Applied>> {
+        let rows: Vec<(i64, Vec<u8>, bool)> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT version, checksum, success FROM {MIGRATIONS_TABLE}"
+        )))
+        .fetch_all(conn)
+        .await
+        .map_err(Error::backend)?;
+        Ok(rows
+            .into_iter()
+            .map(|(version, checksum, success)| (version, Applied { checksum, success }))
+            .collect())
+    }
+
+    /// The embedded up-migrations not recorded yet, in version order, after checking the
+    /// recorded ones as sqlx's migrator does.
+    fn pending<'m>(
+        migrator: &'m Migrator,
+        history: &HashMap<i64, Applied>,
+    ) -> Result<Vec<&'m Migration>> {
+        let mut versions: Vec<i64> = history.keys().copied().collect();
+        versions.sort_unstable();
+        for version in versions {
+            if !history[&version].success {
+                return Err(Error::backend(format!(
+                    "migration {version} is recorded in {MIGRATIONS_TABLE} as failed: the \
+                     database is partially migrated and must be repaired by hand"
+                )));
+            }
+            if !migrator.version_exists(version) {
+                return Err(Error::backend(format!(
+                    "migration {version} is recorded in {MIGRATIONS_TABLE} but unknown to \
+                     this version of eventsource"
+                )));
+            }
+        }
+        let mut pending = Vec::new();
+        for migration in migrator
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration())
+        {
+            match history.get(&migration.version) {
+                Some(applied) if applied.checksum != *migration.checksum => {
+                    return Err(Error::backend(format!(
+                        "migration {} ({}) recorded in {MIGRATIONS_TABLE} has a checksum \
+                         different from the embedded file's: the applied SQL was not this \
+                         version of the file",
+                        migration.version, migration.description
+                    )));
+                }
+                Some(_) => {}
+                None => pending.push(migration),
+            }
+        }
+        Ok(pending)
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use tracing::{Instrument, Span, field};
 use uuid::Uuid;
 
@@ -392,7 +392,8 @@ impl<A: Aggregate> AggregateRepository<A> {
                     return Err(Error::NotRoundTrip {
                         aggregate_type: A::TYPE.to_owned(),
                         aggregate_id: root.id(),
-                        what: format!("event {} ({})", u.event.event_type(), u.event_id),
+                        event_type: Some(u.event.event_type().to_owned()),
+                        event_id: Some(u.event_id),
                         reason: format!(
                             "its JSON payload {payload:.200} does not decode ({e}); \
                              NaN and infinite floats are written as null"
@@ -464,9 +465,9 @@ impl<A: Aggregate> AggregateRepository<A> {
     /// Writes a snapshot within the policy's timeout (cancelled past it).
     async fn write(&self, store: &dyn SnapshotStore, snapshot: &Snapshot) -> Result<()> {
         let limit = self.policy.timeout;
-        tokio::time::timeout(limit, store.save(snapshot))
+        crate::time::within(limit, store.save(snapshot))
             .await
-            .unwrap_or_else(|_| Err(Error::timeout("writing the snapshot", limit)))
+            .unwrap_or_else(|| Err(Error::timeout("writing the snapshot", limit)))
     }
 
     /// A state refused as a snapshot: an error in the log the first time for an
@@ -498,7 +499,8 @@ impl<A: Aggregate> AggregateRepository<A> {
         let refused = |reason: String| Error::NotRoundTrip {
             aggregate_type: A::TYPE.to_owned(),
             aggregate_id: root.id(),
-            what: "snapshot state".to_owned(),
+            event_type: None,
+            event_id: None,
             reason,
         };
         let restored = A::from_snapshot(&state).map_err(|e| {
@@ -526,7 +528,8 @@ impl<A: Aggregate> AggregateRepository<A> {
             version: root.version(),
             schema_version: A::SCHEMA_VERSION,
             state,
-            created_at: now,
+            // Microseconds, as every store keeps them.
+            created_at: now.trunc_subsecs(6),
         };
         checks::snapshot(&snapshot)?;
         Ok(snapshot)
@@ -602,8 +605,8 @@ impl<A: Aggregate> AggregateRepository<A> {
     /// Like [`await_pending_snapshots`](Self::await_pending_snapshots), for at most
     /// `limit`: [`Error::Timeout`] if snapshots are still pending then (they carry on).
     pub async fn await_pending_snapshots_within(&self, limit: Duration) -> Result<usize> {
-        tokio::time::timeout(limit, self.await_pending_snapshots())
+        crate::time::within(limit, self.await_pending_snapshots())
             .await
-            .map_err(|_| Error::timeout("waiting for background snapshots", limit))
+            .ok_or_else(|| Error::timeout("waiting for background snapshots", limit))
     }
 }

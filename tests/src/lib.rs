@@ -98,7 +98,8 @@ impl Drop for TempDir {
 /// built by `$fixture` (an `async fn() -> Option<Stores>`; `None` skips the test).
 ///
 /// Every function of [`conformance::event_store`] and [`conformance::snapshot_store`]
-/// is listed here: a function missing from this list runs on no backend.
+/// is listed here: a function missing from this list runs on no backend. The `@with`
+/// lists name the module of functions that take both stores.
 #[macro_export]
 macro_rules! conformance_tests {
     ($fixture:path) => {
@@ -134,7 +135,32 @@ macro_rules! conformance_tests {
             repository_manual_snapshot,
             repository_concurrent_saves,
         );
+        $crate::conformance_tests!(@with roundtrip $fixture;
+            values_round_trip_bitwise,
+        );
+        $crate::conformance_tests!(@with nonfinite $fixture;
+            nonfinite_events_are_refused,
+            nonfinite_state_is_never_snapshotted,
+        );
+        $crate::conformance_tests!(@with hostile $fixture;
+            hostile_names_are_refused,
+            hostile_snapshot_states_are_refused,
+            hostile_snapshot_names_are_refused,
+            odd_names_are_accepted_and_round_trip,
+        );
     };
+    (@with $module:ident $fixture:path; $($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            let Some(stores) = $fixture().await else { return };
+            $crate::conformance::$module::$name(
+                stores.events.clone(),
+                stores.snapshots.clone(),
+            )
+            .await;
+            stores.close().await;
+        }
+    )*};
     (@repository $fixture:path; $($name:ident),* $(,)?) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn $name() {

@@ -94,7 +94,7 @@ impl PostgresEventStore {
         Ok(PostgresEventStore::new(pool))
     }
 
-    /// The pool, to share with a [`PostgresSnapshotStore`](crate::PostgresSnapshotStore)
+    /// The pool, to share with a [`PostgresSnapshotStore`]
     /// or to run queries of your own.
     pub fn pool(&self) -> &PgPool {
         &self.pool

@@ -99,7 +99,7 @@ pub(super) async fn snapshot_and_tail(
         .bind(aggregate_id)
         .fetch(&mut *conn);
     let first = match limit {
-        Some(limit) => tokio::time::timeout(limit, rows.try_next()).await.ok(),
+        Some(limit) => crate::time::within(limit, rows.try_next()).await,
         None => Some(rows.try_next().await),
     };
     let first = match first {

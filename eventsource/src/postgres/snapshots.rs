@@ -1,9 +1,10 @@
 //! [`PostgresSnapshotStore`]: snapshots in a PostgreSQL database.
 //!
 //! The `snapshots` table is created by
-//! [`migrate_postgres`](crate::migrations::migrate_postgres). The state is `jsonb`, so
-//! snapshots can be inspected and queried in SQL; the text read back is PostgreSQL's
-//! normal form of the JSON saved (same value; key order and spacing may differ).
+//! [`migrate_postgres`](crate::migrations::migrate_postgres). The state is `json`, as
+//! event payloads are: kept byte for byte as it was written (`jsonb` would rewrite
+//! numbers, turning `-0.0` into `0`), read back without rebuilding its text, and still
+//! open to SQL (`state ->> 'field'`).
 //!
 //! Each call runs on a [`Guarded`] connection: a call cancelled by the repository's
 //! snapshot timeout (say, waiting for a lock on the table) closes its connection
@@ -100,7 +101,7 @@ impl SnapshotStore for PostgresSnapshotStore {
         let done = sqlx::query(
             "INSERT INTO snapshots \
              (aggregate_id, aggregate_type, version, schema_version, state, created_at) \
-             VALUES ($1, $2, $3, $4, $5::jsonb, $6) \
+             VALUES ($1, $2, $3, $4, $5::json, $6) \
              ON CONFLICT (aggregate_id, aggregate_type) DO UPDATE SET \
              version = EXCLUDED.version, schema_version = EXCLUDED.schema_version, \
              state = EXCLUDED.state, created_at = EXCLUDED.created_at \

@@ -110,9 +110,9 @@ impl Inner {
                     }
                 }
             };
-            let written = tokio::time::timeout(self.timeout, self.store.save(&next))
+            let written = crate::time::within(self.timeout, self.store.save(&next))
                 .await
-                .unwrap_or_else(|_| {
+                .unwrap_or_else(|| {
                     Err(crate::Error::timeout("writing the snapshot", self.timeout))
                 });
             match written {

@@ -4,7 +4,8 @@
 //! The rules are those of the strictest backend, so that data accepted by one store can
 //! move to any other: names fit PostgreSQL's indexes and hold no NUL, numbers fit the
 //! signed SQL columns, timestamps are years 1 to 9999 (RFC 3339, as SQLite stores them),
-//! snapshot states are JSON that PostgreSQL's `jsonb` accepts.
+//! snapshot states are JSON without NUL characters (so that every state can be cast to
+//! `jsonb` in SQL, which refuses `\u0000`).
 
 use std::collections::HashSet;
 
@@ -164,8 +165,8 @@ pub(crate) fn snapshot(snapshot: &Snapshot) -> Result<()> {
     })
 }
 
-/// Why a snapshot state cannot be stored: it is not JSON, or a string in it holds what
-/// PostgreSQL's `jsonb` refuses (NUL, a lone surrogate).
+/// Why a snapshot state cannot be stored: it is not JSON (a lone surrogate escape is
+/// not), or a string in it holds a NUL character.
 fn state(text: &str) -> std::result::Result<(), String> {
     // A lone surrogate escape does not parse into a `Value` string: it is caught here.
     let value: Value = serde_json::from_str(text).map_err(|e| format!("is not valid JSON: {e}"))?;
@@ -179,7 +180,7 @@ fn state(text: &str) -> std::result::Result<(), String> {
     }
     if has_nul(&value) {
         return Err(
-            "holds a NUL character (\\u0000) in a string, which JSON in PostgreSQL cannot store"
+            "holds a NUL character (\\u0000) in a string, which PostgreSQL's jsonb cannot hold"
                 .into(),
         );
     }

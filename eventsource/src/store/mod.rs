@@ -114,9 +114,9 @@ pub(crate) async fn read_snapshot(
 ) -> u64 {
     let get = store.get(aggregate_type, aggregate_id);
     let found = match visitor.snapshot_timeout() {
-        Some(limit) => tokio::time::timeout(limit, get)
+        Some(limit) => crate::time::within(limit, get)
             .await
-            .unwrap_or_else(|_| Err(crate::Error::timeout("reading the snapshot", limit))),
+            .unwrap_or_else(|| Err(crate::Error::timeout("reading the snapshot", limit))),
         None => get.await,
     };
     visitor.snapshot(found)

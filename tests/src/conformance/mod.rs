@@ -5,5 +5,8 @@
 //! their own, so they can share a store, a database and a run with other tests.
 
 pub mod event_store;
+pub mod hostile;
+pub mod nonfinite;
 pub mod repository;
+pub mod roundtrip;
 pub mod snapshot_store;

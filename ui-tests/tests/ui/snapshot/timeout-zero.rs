@@ -1,0 +1,9 @@
+use eventsource::Aggregate;
+use eventsource_ui_tests::OrderEvent;
+
+#[derive(Aggregate, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[aggregate(event = OrderEvent)]
+#[snapshot(schema_version = 1, every = 100, timeout = "0ms")]
+struct Order;
+
+fn main() {}
