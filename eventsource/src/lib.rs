@@ -64,8 +64,11 @@
 //! | `SqliteEventStore`, `SqliteSnapshotStore` | `sqlite` (default) | embedded, one process |
 //! | `PostgresEventStore`, `PostgresSnapshotStore` | `postgres` | several processes sharing a database |
 //!
-//! [`migrations`] creates the SQL tables. Every store passes the same conformance suite,
-//! so an application tested on the in-memory stores behaves the same on a database.
+//! Each backend is a module ([`memory`], `sqlite`, `postgres`) holding its event store
+//! and its snapshot store. [`migrations`] creates the SQL tables. Every store passes the
+//! same conformance suite and refuses the same bad input with the same error (the rules
+//! are in [`store`]), and every store keeps timestamps to the microsecond, so an
+//! application tested on the in-memory stores behaves the same on a database.
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -116,8 +119,9 @@ pub use sqlx;
 ///
 /// Each variant `Created(OrderCreated)` is stored with event type `"OrderCreated"` (the
 /// inner type's name) and version 1, unless `#[event(name = "...", version = N)]` says
-/// otherwise. Also generates `From<Inner>` for the enum and the [`Dispatch`] impl that
-/// routes each variant to the aggregate's [`Apply`] impl.
+/// otherwise. Also generates `From<Inner>` for the enum (for each inner type that only
+/// one variant wraps: with two, `record` could not tell which variant was meant) and
+/// the [`Dispatch`] impl that routes each variant to the aggregate's [`Apply`] impl.
 pub use eventsource_derive::DomainEvent;
 
 /// Derives [`Aggregate`] for a state struct.

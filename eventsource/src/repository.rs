@@ -299,7 +299,19 @@ impl<A: Aggregate> AggregateRepository<A> {
                     Loaded::SnapshotAhead(version) => {
                         tracing::warn!(aggregate_type = A::TYPE, aggregate_id = %id,
                             snapshot_version = version,
-                            "snapshot is beyond the stream's last event; replaying all events");
+                            "snapshot is beyond the stream's last event; replaying all events \
+                             and deleting it");
+                        // Events are the truth: such a snapshot is wrong, and would block
+                        // every later one (a snapshot never replaces a higher version).
+                        if let Some(store) = &self.snapshots {
+                            let limit = self.policy.timeout;
+                            let deleted =
+                                crate::time::within(limit, store.delete(A::TYPE, id)).await;
+                            if let Some(Err(error)) = deleted {
+                                tracing::warn!(aggregate_type = A::TYPE, aggregate_id = %id,
+                                    %error, "could not delete the snapshot beyond the stream");
+                            }
+                        }
                         use_snapshot = false;
                     }
                 }

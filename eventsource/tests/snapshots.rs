@@ -245,6 +245,18 @@ async fn snapshot_beyond_the_stream_head_replays_everything_and_warns() {
         text.contains("WARN") && text.contains("beyond the stream"),
         "{text}"
     );
+    // The wrong snapshot is gone, so it cannot block the next ones.
+    assert_eq!(snapshots.get("Order", order.id()).await.unwrap(), None);
+    let mut order = loaded;
+    let again = repo.create_snapshot(&mut order).await.unwrap();
+    assert_eq!(again.version, 10);
+    assert!(
+        repo.load(order.id())
+            .await
+            .unwrap()
+            .load_history()
+            .loaded_from_snapshot
+    );
 }
 
 #[tokio::test]

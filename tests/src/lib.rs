@@ -1,5 +1,9 @@
 //! Shared fixtures of the integration tests, and the conformance suite every store runs.
 //!
+//! The suite is for stores of your own too: build a fixture returning [`Stores::new`]
+//! with your event and snapshot stores, and call [`conformance_tests!`] with it in a
+//! test file; every rule the built-in backends obey becomes a test of yours.
+//!
 //! [`conformance`] holds the behaviour every [`EventStore`] and [`SnapshotStore`] must
 //! have, written once; [`fixtures`] builds each backend; [`conformance_tests!`] turns the
 //! suite into `#[tokio::test]`s for one backend. A PostgreSQL fixture needs
@@ -51,6 +55,20 @@ pub struct Stores {
     pub snapshots: Arc<dyn SnapshotStore>,
     close: Option<Closer>,
     _dir: Option<TempDir>,
+}
+
+impl Stores {
+    /// Stores of your own, for running the conformance suite against them: a fixture
+    /// `async fn my_stores() -> Option<Stores> { Some(Stores::new(events, snapshots)) }`
+    /// and `eventsource_tests::conformance_tests!(my_stores);` in a test file.
+    pub fn new(events: Arc<dyn EventStore>, snapshots: Arc<dyn SnapshotStore>) -> Self {
+        Stores {
+            events,
+            snapshots,
+            close: None,
+            _dir: None,
+        }
+    }
 }
 
 enum Closer {

@@ -1,4 +1,24 @@
 //! Event stores: the append-only log that is the source of truth.
+//!
+//! # Input every store refuses
+//!
+//! Every store checks its input before it touches its storage and answers bad input
+//! with [`Error::InvalidInput`](crate::Error::InvalidInput) naming the field, nothing
+//! written. The rules are those of the strictest backend, so data one store accepts can
+//! move to any other:
+//!
+//! | field | rule |
+//! |---|---|
+//! | `aggregate_type`, `event_type` | 1 to [`MAX_NAME_LEN`] bytes, no NUL |
+//! | `payload` | valid JSON |
+//! | `event_version`, `schema_version` | at most `i32::MAX` |
+//! | versions (`expected version`, `snapshot version`) | at most `i64::MAX` |
+//! | `occurred_at`, `created_at` | years 1 to 9999 |
+//! | `state` (snapshots) | valid JSON without NUL characters in its strings |
+//!
+//! An append retried after a lost acknowledgement (the same event ids, already stored
+//! at the versions the retry asks for) succeeds without writing, so a caller that cannot
+//! tell whether its append committed can simply send it again.
 
 use std::fmt;
 use std::ops::ControlFlow;
@@ -13,6 +33,8 @@ use crate::snapshot::{Snapshot, SnapshotStore};
 pub use crate::version::ExpectedVersion;
 
 pub(crate) mod checks;
+
+pub use checks::MAX_NAME_LEN;
 
 /// The visitor handed to [`EventStore::read_stream`]: called once per event, in version
 /// order; an error stops the read and is returned.
