@@ -44,6 +44,7 @@ use super::pool::timestamp;
 use crate::error::{Error, Result};
 use crate::event::{EventRef, NewEvent, RecordedEvent};
 use crate::snapshot::SnapshotStore;
+use crate::store::rows::{column, unsigned};
 use crate::store::{EventStore, EventVisitor, LoadVisitor, already_appended, checks, visit_rows};
 use crate::version::ExpectedVersion;
 
@@ -288,28 +289,19 @@ fn event_ref<'r>(
     aggregate_type: &'r str,
     aggregate_id: Uuid,
 ) -> std::result::Result<EventRef<'r>, String> {
-    fn col<'r, T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>>(
-        row: &'r PgRow,
-        index: usize,
-        name: &str,
-    ) -> std::result::Result<T, String> {
-        row.try_get(index)
-            .map_err(|e| format!("column {name}: {e}"))
-    }
-    let position: i64 = col(row, 0, "position")?;
-    let version: i64 = col(row, 2, "version")?;
-    let event_version: i32 = col(row, 4, "event_version")?;
+    let position: i64 = column(row, 0, "position")?;
+    let version: i64 = column(row, 2, "version")?;
+    let event_version: i32 = column(row, 4, "event_version")?;
     Ok(EventRef {
-        position: u64::try_from(position).map_err(|_| format!("negative position {position}"))?,
-        event_id: col(row, 1, "event_id")?,
+        position: unsigned("position", position)?,
+        event_id: column(row, 1, "event_id")?,
         aggregate_type,
         aggregate_id,
-        version: u64::try_from(version).map_err(|_| format!("negative version {version}"))?,
-        event_type: col(row, 3, "event_type")?,
-        event_version: u32::try_from(event_version)
-            .map_err(|_| format!("negative event_version {event_version}"))?,
-        payload: col(row, 5, "payload")?,
-        metadata: col(row, 6, "metadata")?,
+        version: unsigned("version", version)?,
+        event_type: column(row, 3, "event_type")?,
+        event_version: unsigned("event_version", event_version)?,
+        payload: column(row, 5, "payload")?,
+        metadata: column(row, 6, "metadata")?,
         occurred_at: timestamp(row, 7).map_err(|e| format!("column occurred_at: {e}"))?,
     })
 }
@@ -423,7 +415,7 @@ impl EventStore for PostgresEventStore {
         let rows = sqlx::query(READ_STREAM_SQL)
             .bind(aggregate_type)
             .bind(aggregate_id)
-            .bind(checks::saturating_i64(from_version))
+            .bind(crate::store::rows::saturating_i64(from_version))
             .fetch(&self.pool);
         visit_rows(rows, |row| {
             let event = event_ref(row, aggregate_type, aggregate_id)
@@ -479,8 +471,8 @@ impl EventStore for PostgresEventStore {
             return Ok(Vec::new());
         }
         let rows = sqlx::query(READ_ALL_SQL)
-            .bind(checks::saturating_i64(from_position))
-            .bind(checks::saturating_i64(limit as u64))
+            .bind(crate::store::rows::saturating_i64(from_position))
+            .bind(crate::store::rows::saturating_i64(limit as u64))
             .fetch(&self.pool);
         let mut out = Vec::new();
         visit_rows(rows, |row: &PgRow| {

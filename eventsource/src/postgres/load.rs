@@ -14,16 +14,16 @@ use uuid::Uuid;
 use super::pool::Guarded;
 use super::snapshots::snapshot_columns;
 use crate::error::{Error, Result};
-use crate::event::StreamEvent;
-use crate::store::{LoadVisitor, checks, visit_rows};
+use crate::store::rows::{saturating_i64, stream_event};
+use crate::store::{LoadVisitor, visit_rows};
 
-/// A load's stream: only the columns [`stream_event`] reads.
+/// A load's stream: only the columns [`stream_event`](crate::store::rows::stream_event) reads.
 const LOAD_STREAM_SQL: &str = "SELECT version, event_type, event_version, payload::text \
      FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND version >= $3 \
      ORDER BY version";
 
 /// One row per event from the snapshot's version on (or from 1), in version order, with
-/// the columns [`stream_event`] reads, then the snapshot's (all `NULL` without one). The
+/// the columns [`stream_event`](crate::store::rows::stream_event) reads, then the snapshot's (all `NULL` without one). The
 /// state is sent once, on the first row. Without events from there, one row whose
 /// event columns are `NULL`.
 const SNAPSHOT_AND_TAIL_SQL: &str = "SELECT e.version, e.event_type, e.event_version, \
@@ -41,29 +41,6 @@ const SNAPSHOT_AND_TAIL_SQL: &str = "SELECT e.version, e.event_type, e.event_ver
 /// Where the snapshot's columns start in a row of [`SNAPSHOT_AND_TAIL_SQL`].
 const SNAPSHOT_COLUMNS: usize = 4;
 
-/// The first four columns of a load's row (version, event type, event version,
-/// payload). The store's own SQL fixes their types, so they are read without
-/// a per-row type check.
-fn stream_event(row: &PgRow) -> std::result::Result<StreamEvent<'_>, String> {
-    let version: i64 = row
-        .try_get_unchecked(0)
-        .map_err(|e| format!("column version: {e}"))?;
-    let event_version: i32 = row
-        .try_get_unchecked(2)
-        .map_err(|e| format!("column event_version: {e}"))?;
-    Ok(StreamEvent {
-        version: u64::try_from(version).map_err(|_| format!("negative version {version}"))?,
-        event_type: row
-            .try_get_unchecked(1)
-            .map_err(|e| format!("column event_type: {e}"))?,
-        event_version: u32::try_from(event_version)
-            .map_err(|_| format!("negative event_version {event_version}"))?,
-        payload: row
-            .try_get_unchecked(3)
-            .map_err(|e| format!("column payload: {e}"))?,
-    })
-}
-
 /// The events from `from_version` on, alone.
 pub(super) async fn tail(
     pool: &PgPool,
@@ -75,11 +52,11 @@ pub(super) async fn tail(
     let rows = sqlx::query(LOAD_STREAM_SQL)
         .bind(aggregate_type)
         .bind(aggregate_id)
-        .bind(checks::saturating_i64(from_version))
+        .bind(saturating_i64(from_version))
         .fetch(pool);
     visit_rows(rows, |row| {
-        let event =
-            stream_event(row).map_err(|m| Error::corrupt_event(aggregate_type, aggregate_id, m))?;
+        let event = stream_event::<_, i32>(row)
+            .map_err(|m| Error::corrupt_event(aggregate_type, aggregate_id, m))?;
         visitor.event(event)
     })
     .await
@@ -172,7 +149,7 @@ async fn visit_rows_after(
             .map_err(|e| corrupt(format!("column version: {e}")))?
             .is_null();
         if has_event {
-            let event = stream_event(&row).map_err(corrupt)?;
+            let event = stream_event::<_, i32>(&row).map_err(corrupt)?;
             if event.version >= from_version {
                 if visitor.event(event)?.is_break() {
                     break;

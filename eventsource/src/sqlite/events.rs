@@ -18,8 +18,9 @@ use uuid::Uuid;
 
 use super::pool::{format_timestamp, parse_timestamp};
 use crate::error::{Error, Result};
-use crate::event::{EventRef, NewEvent, RecordedEvent, StreamEvent};
+use crate::event::{EventRef, NewEvent, RecordedEvent};
 use crate::snapshot::SnapshotStore;
+use crate::store::rows::{column, stream_event, unsigned};
 use crate::store::{
     EventStore, EventVisitor, LoadVisitor, already_appended, checks, read_snapshot, visit_rows,
 };
@@ -220,31 +221,22 @@ fn event_ref<'r>(
     aggregate_type: &'r str,
     aggregate_id: Uuid,
 ) -> std::result::Result<EventRef<'r>, String> {
-    fn col<'r, T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>>(
-        row: &'r SqliteRow,
-        index: usize,
-        name: &str,
-    ) -> std::result::Result<T, String> {
-        row.try_get(index)
-            .map_err(|e| format!("column {name}: {e}"))
-    }
-    let position: i64 = col(row, 0, "position")?;
-    let event_id: &str = col(row, 1, "event_id")?;
-    let version: i64 = col(row, 2, "version")?;
-    let event_version: i64 = col(row, 4, "event_version")?;
-    let occurred_at: &str = col(row, 7, "occurred_at")?;
+    let position: i64 = column(row, 0, "position")?;
+    let event_id: &str = column(row, 1, "event_id")?;
+    let version: i64 = column(row, 2, "version")?;
+    let event_version: i64 = column(row, 4, "event_version")?;
+    let occurred_at: &str = column(row, 7, "occurred_at")?;
     Ok(EventRef {
-        position: u64::try_from(position).map_err(|_| format!("negative position {position}"))?,
+        position: unsigned("position", position)?,
         event_id: Uuid::parse_str(event_id)
             .map_err(|e| format!("event_id `{event_id}` is not a UUID: {e}"))?,
         aggregate_type,
         aggregate_id,
-        version: u64::try_from(version).map_err(|_| format!("negative version {version}"))?,
-        event_type: col(row, 3, "event_type")?,
-        event_version: u32::try_from(event_version)
-            .map_err(|_| format!("event_version {event_version} is out of range"))?,
-        payload: col(row, 5, "payload")?,
-        metadata: col(row, 6, "metadata")?,
+        version: unsigned("version", version)?,
+        event_type: column(row, 3, "event_type")?,
+        event_version: unsigned("event_version", event_version)?,
+        payload: column(row, 5, "payload")?,
+        metadata: column(row, 6, "metadata")?,
         occurred_at: parse_timestamp(occurred_at)?,
     })
 }
@@ -254,32 +246,10 @@ const READ_STREAM_SQL: &str = "SELECT position, event_id, version, event_type, e
      payload, metadata, occurred_at FROM events \
      WHERE aggregate_type = ?1 AND aggregate_id = ?2 AND version >= ?3 ORDER BY version";
 
-/// A load's stream: only the columns [`stream_event`] reads (sqlx copies every selected
+/// A load's stream: only the columns [`stream_event`](crate::store::rows::stream_event) reads (sqlx copies every selected
 /// column of every row, so a replay selects no more than it decodes).
 const LOAD_STREAM_SQL: &str = "SELECT version, event_type, event_version, payload FROM events \
      WHERE aggregate_type = ?1 AND aggregate_id = ?2 AND version >= ?3 ORDER BY version";
-
-/// The four columns of a [`LOAD_STREAM_SQL`] row, whose types the schema fixes, so they
-/// are read without a per-row type check.
-fn stream_event(row: &SqliteRow) -> std::result::Result<StreamEvent<'_>, String> {
-    let version: i64 = row
-        .try_get_unchecked(0)
-        .map_err(|e| format!("column version: {e}"))?;
-    let event_version: i64 = row
-        .try_get_unchecked(2)
-        .map_err(|e| format!("column event_version: {e}"))?;
-    Ok(StreamEvent {
-        version: u64::try_from(version).map_err(|_| format!("negative version {version}"))?,
-        event_type: row
-            .try_get_unchecked(1)
-            .map_err(|e| format!("column event_type: {e}"))?,
-        event_version: u32::try_from(event_version)
-            .map_err(|_| format!("event_version {event_version} out of range"))?,
-        payload: row
-            .try_get_unchecked(3)
-            .map_err(|e| format!("column payload: {e}"))?,
-    })
-}
 
 /// `read_all`: the columns [`event_ref`] reads, then the stream's type and id.
 const READ_ALL_SQL: &str = "SELECT position, event_id, version, event_type, event_version, \
@@ -382,10 +352,10 @@ impl EventStore for SqliteEventStore {
         let rows = sqlx::query(LOAD_STREAM_SQL)
             .bind(aggregate_type)
             .bind(aggregate_id.to_string())
-            .bind(checks::saturating_i64(from_version))
+            .bind(crate::store::rows::saturating_i64(from_version))
             .fetch(&self.pool);
         visit_rows(rows, |row| {
-            let event = stream_event(row)
+            let event = stream_event::<_, i64>(row)
                 .map_err(|m| Error::corrupt_event(aggregate_type, aggregate_id, m))?;
             visitor.event(event)
         })
@@ -403,7 +373,7 @@ impl EventStore for SqliteEventStore {
         let rows = sqlx::query(READ_STREAM_SQL)
             .bind(aggregate_type)
             .bind(aggregate_id.to_string())
-            .bind(checks::saturating_i64(from_version))
+            .bind(crate::store::rows::saturating_i64(from_version))
             .fetch(&self.pool);
         visit_rows(rows, |row| {
             let event = event_ref(row, aggregate_type, aggregate_id)
@@ -428,8 +398,8 @@ impl EventStore for SqliteEventStore {
             return Ok(Vec::new());
         }
         let rows = sqlx::query(READ_ALL_SQL)
-            .bind(checks::saturating_i64(from_position))
-            .bind(checks::saturating_i64(limit as u64))
+            .bind(crate::store::rows::saturating_i64(from_position))
+            .bind(crate::store::rows::saturating_i64(limit as u64))
             .fetch(&self.pool);
         let mut out = Vec::new();
         visit_rows(rows, |row| {

@@ -57,12 +57,6 @@ pub(crate) fn to_i64(field: &'static str, value: u64) -> Result<i64> {
     })
 }
 
-/// A bound of a read (`from_version`, `from_position`, `limit`): values above what a
-/// column holds mean "past everything".
-pub(crate) fn saturating_i64(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
 /// A schema or event version stored in a signed 32-bit column.
 pub(crate) fn to_i32(field: &'static str, value: u32) -> Result<i32> {
     i32::try_from(value).map_err(|_| {

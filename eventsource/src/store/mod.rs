@@ -33,6 +33,8 @@ use crate::snapshot::{Snapshot, SnapshotStore};
 pub use crate::version::ExpectedVersion;
 
 pub(crate) mod checks;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub(crate) mod rows;
 
 pub use checks::MAX_NAME_LEN;
 
