@@ -166,6 +166,18 @@ macro_rules! conformance_tests {
             hostile_snapshot_names_are_refused,
             odd_names_are_accepted_and_round_trip,
         );
+        $crate::conformance_tests!(@with hostile_values $fixture;
+            out_of_range_event_values_are_refused,
+            out_of_range_snapshot_values_are_refused,
+        );
+        $crate::conformance_tests!(@with retries $fixture;
+            retry_of_new_stream_batch_is_ok,
+            retry_with_any_version_is_ok,
+            retry_after_existing_events_is_ok,
+            retry_after_later_appends_is_ok,
+            retry_of_a_prefix_is_ok,
+            retry_that_is_not_the_batch_is_refused,
+        );
     };
     (@with $module:ident $fixture:path; $($name:ident),* $(,)?) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

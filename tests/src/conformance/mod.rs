@@ -6,7 +6,9 @@
 
 pub mod event_store;
 pub mod hostile;
+pub mod hostile_values;
 pub mod nonfinite;
 pub mod repository;
+pub mod retries;
 pub mod roundtrip;
 pub mod snapshot_store;
