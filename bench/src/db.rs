@@ -164,7 +164,7 @@ pub async fn pg_seed_snapshots(pool: &PgPool, streams: &[Stream]) -> anyhow::Res
         let state = state_at(version).to_snapshot()?;
         sqlx::query(
             "INSERT INTO snapshots (aggregate_id, aggregate_type, version, schema_version, state, created_at) \
-             VALUES ($1, $2, $3, 1, $4::jsonb, NOW())",
+             VALUES ($1, $2, $3, 1, $4::json, NOW())",
         )
         .bind(s.id)
         .bind(AGGREGATE_TYPE)

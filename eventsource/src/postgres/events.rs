@@ -318,7 +318,7 @@ impl EventStore for PostgresEventStore {
         checks::append(aggregate_type, aggregate_id, expected, events)?;
         let expected_param = match expected {
             ExpectedVersion::Any => None,
-            ExpectedVersion::Exact(v) => Some(checks::to_i64("expected version", v)?),
+            ExpectedVersion::Exact(v) => Some(checks::to_i64("expected_version", v)?),
         };
         let n = events.len();
         let (mut ids, mut types, mut type_versions) = (

@@ -95,7 +95,7 @@ pub(super) fn snapshot_columns(
 impl SnapshotStore for PostgresSnapshotStore {
     async fn save(&self, snapshot: &Snapshot) -> Result<()> {
         checks::snapshot(snapshot)?;
-        let version = checks::to_i64("snapshot version", snapshot.version)?;
+        let version = checks::to_i64("version", snapshot.version)?;
         let schema_version = checks::to_i32("schema_version", snapshot.schema_version)?;
         let mut conn = Guarded::acquire(&self.pool).await?;
         let done = sqlx::query(

@@ -113,7 +113,7 @@ impl SnapshotStore for SqliteSnapshotStore {
         )
         .bind(snapshot.aggregate_id.to_string())
         .bind(snapshot.aggregate_type.as_str())
-        .bind(checks::to_i64("snapshot version", snapshot.version)?)
+        .bind(checks::to_i64("version", snapshot.version)?)
         .bind(i64::from(snapshot.schema_version))
         .bind(snapshot.state.as_str())
         .bind(format_timestamp(snapshot.created_at))

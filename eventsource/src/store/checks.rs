@@ -93,7 +93,7 @@ pub(crate) fn append(
 ) -> Result<()> {
     name("aggregate_type", aggregate_type)?;
     if let ExpectedVersion::Exact(v) = expected {
-        to_i64("expected version", v)?;
+        to_i64("expected_version", v)?;
     }
     for event in events {
         let which = || format!("event {} ({:.60})", event.event_id, event.event_type);
@@ -145,7 +145,7 @@ pub(crate) fn distinct_ids(
 /// version columns, the time, and a state that is JSON every backend stores as is.
 pub(crate) fn snapshot(snapshot: &Snapshot) -> Result<()> {
     name("aggregate_type", &snapshot.aggregate_type)?;
-    to_i64("snapshot version", snapshot.version)?;
+    to_i64("version", snapshot.version)?;
     to_i32("schema_version", snapshot.schema_version)?;
     timestamp("created_at", snapshot.created_at)?;
     state(&snapshot.state).map_err(|problem| {

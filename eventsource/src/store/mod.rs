@@ -12,12 +12,14 @@
 //! | `aggregate_type`, `event_type` | 1 to [`MAX_NAME_LEN`] bytes, no NUL |
 //! | `payload` | valid JSON |
 //! | `event_version`, `schema_version` | at most `i32::MAX` |
-//! | versions (`expected version`, `snapshot version`) | at most `i64::MAX` |
+//! | `expected_version`, `version` (of a snapshot) | at most `i64::MAX` |
 //! | `occurred_at`, `created_at` | years 1 to 9999 |
 //! | `state` (snapshots) | valid JSON without NUL characters in its strings |
 //!
 //! An append retried after a lost acknowledgement (the same event ids, already stored
-//! at the versions the retry asks for) succeeds without writing, so a caller that cannot
+//! in this stream in the same order at consecutive versions, starting right after the
+//! expected version when it is exact) succeeds without writing and returns the version
+//! of the retried batch's last event, as the first append did; so a caller that cannot
 //! tell whether its append committed can simply send it again.
 
 use std::fmt;

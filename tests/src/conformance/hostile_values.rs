@@ -145,7 +145,7 @@ pub async fn out_of_range_event_values_are_refused(
                     .await;
                 assert_invalid(
                     result,
-                    "expected version",
+                    "expected_version",
                     &format!("Exact({v}) with a batch of {}", batch.len()),
                 );
             }
@@ -218,12 +218,12 @@ pub async fn out_of_range_snapshot_values_are_refused(
         let cases = [
             (
                 "version u64::MAX",
-                "snapshot version",
+                "version",
                 snapshot(&ty, Uuid::nil(), u64::MAX, now),
             ),
             (
                 "version i64::MAX + 1",
-                "snapshot version",
+                "version",
                 snapshot(&ty, Uuid::nil(), i64::MAX as u64 + 1, now),
             ),
             (
