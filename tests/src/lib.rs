@@ -178,6 +178,15 @@ macro_rules! conformance_tests {
             retry_of_a_prefix_is_ok,
             retry_that_is_not_the_batch_is_refused,
         );
+        $crate::conformance_tests!(@with faults $fixture;
+            failing_snapshot_store_sync,
+            hung_snapshot_store_sync,
+            slow_snapshot_store_sync,
+            failing_snapshot_store_background,
+            hung_snapshot_store_background,
+            slow_snapshot_store_background,
+            hung_snapshot_store_under_concurrency,
+        );
     };
     (@with $module:ident $fixture:path; $($name:ident),* $(,)?) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -5,6 +5,7 @@
 //! their own, so they can share a store, a database and a run with other tests.
 
 pub mod event_store;
+pub mod faults;
 pub mod hostile;
 pub mod hostile_values;
 pub mod nonfinite;
