@@ -83,6 +83,8 @@ pub fn schema(table: Table, backend: Backend) -> &'static str {
             include_str!("../../migrations/postgres/20261123000002_create_snapshots.sql"),
             "\n",
             include_str!("../../migrations/postgres/20261202000003_snapshot_state_json.sql"),
+            "\n",
+            include_str!("../../migrations/postgres/20261202000004_snapshot_read_function.sql"),
         ),
         (Backend::Sqlite, Table::Events) => {
             include_str!("../../migrations/sqlite/20261123000001_create_events.sql")

@@ -3,40 +3,50 @@
 //!
 //! The statement can fail or wait because of its snapshot half alone (the table
 //! missing, renamed or not readable, a lock on it). A snapshot problem is never an
-//! error: the first row is awaited for at most the snapshot timeout, and on a failure
-//! or a timeout the visitor is told why and the events are read alone.
+//! error: the server gives up waiting for a lock on `snapshots` after the snapshot
+//! timeout (the snapshot is read through a function that sets `lock_timeout` first),
+//! the client gives up on the first row a little later still (a hung connection), and
+//! on a failure or a timeout the visitor is told why and the events are read alone.
+
+use std::time::Duration;
 
 use futures_util::TryStreamExt;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row, ValueRef};
 use uuid::Uuid;
 
-use super::pool::Guarded;
 use super::snapshots::snapshot_columns;
 use crate::error::{Error, Result};
+use crate::store::guard::Guarded;
 use crate::store::rows::{saturating_i64, stream_event};
 use crate::store::{LoadVisitor, visit_rows};
 
-/// A load's stream: only the columns [`stream_event`](crate::store::rows::stream_event) reads.
+/// A load's stream: only the columns [`stream_event`] reads.
 const LOAD_STREAM_SQL: &str = "SELECT version, event_type, event_version, payload::text \
      FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND version >= $3 \
      ORDER BY version";
 
 /// One row per event from the snapshot's version on (or from 1), in version order, with
-/// the columns [`stream_event`](crate::store::rows::stream_event) reads, then the snapshot's (all `NULL` without one). The
+/// the columns [`stream_event`] reads, then the snapshot's (all `NULL` without one). The
 /// state is sent once, on the first row. Without events from there, one row whose
-/// event columns are `NULL`.
+/// event columns are `NULL`. The snapshot comes through the `eventsource_snapshot`
+/// function (migration 4), which bounds its wait for a lock on `snapshots` by `$3`.
 const SNAPSHOT_AND_TAIL_SQL: &str = "SELECT e.version, e.event_type, e.event_version, \
      e.payload, s.version, s.schema_version, \
-     CASE WHEN e.version IS NULL OR e.version = s.version THEN s.state::text END, \
+     CASE WHEN e.version IS NULL OR e.version = s.version THEN s.state END, \
      s.created_at \
      FROM (SELECT 1) AS one \
-     LEFT JOIN snapshots s ON s.aggregate_id = $2 AND s.aggregate_type = $1 \
+     LEFT JOIN eventsource_snapshot($1, $2, $3) s ON true \
      LEFT JOIN LATERAL ( \
          SELECT version, event_type, event_version, payload::text AS payload FROM events \
          WHERE aggregate_type = $1 AND aggregate_id = $2 \
          AND version >= COALESCE(s.version, 1) ORDER BY version \
      ) e ON true";
+
+/// How much longer than the snapshot timeout the client waits for the first row, so
+/// that a lock wait ends on the server (which then frees the connection) rather than
+/// by closing the connection.
+const CLIENT_MARGIN: Duration = Duration::from_millis(500);
 
 /// Where the snapshot's columns start in a row of [`SNAPSHOT_AND_TAIL_SQL`].
 const SNAPSHOT_COLUMNS: usize = 4;
@@ -70,13 +80,18 @@ pub(super) async fn snapshot_and_tail(
     visitor: &mut dyn LoadVisitor,
 ) -> Result<u64> {
     let limit = visitor.snapshot_timeout();
-    let mut conn = Guarded::acquire(pool).await?;
+    // The server's bound on the lock wait ("0" is PostgreSQL's "no limit").
+    let lock_timeout = limit.map_or_else(|| "0".to_owned(), super::snapshots::lock_timeout);
+    let mut conn = Guarded::<sqlx::Postgres>::acquire(pool).await?;
     let mut rows = sqlx::query(SNAPSHOT_AND_TAIL_SQL)
         .bind(aggregate_type)
         .bind(aggregate_id)
+        .bind(lock_timeout)
         .fetch(&mut *conn);
     let first = match limit {
-        Some(limit) => crate::time::within(limit, rows.try_next()).await,
+        // The server answers at `limit` on a lock; the client waits a little longer,
+        // for a connection or server that does not answer at all.
+        Some(limit) => crate::time::within(limit + CLIENT_MARGIN, rows.try_next()).await,
         None => Some(rows.try_next().await),
     };
     let first = match first {
@@ -91,7 +106,10 @@ pub(super) async fn snapshot_and_tail(
                 // Timed out: the guard closes the connection, still busy with the statement.
                 _ => {
                     drop(conn);
-                    Error::timeout("reading the snapshot", limit.unwrap_or_default())
+                    Error::timeout(
+                        "reading the snapshot",
+                        limit.unwrap_or_default() + CLIENT_MARGIN,
+                    )
                 }
             };
             let from_version = visitor.snapshot(Err(reason)).max(1);

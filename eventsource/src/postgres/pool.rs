@@ -1,14 +1,11 @@
-//! Connecting to PostgreSQL, connections that a cancelled call cannot strand, and the
-//! decoding of timestamps that no value can make panic.
+//! Connecting to PostgreSQL, and the decoding of timestamps that no value can make panic.
 
-use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow, PgValueFormat};
-use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Postgres, Row, ValueRef};
+use sqlx::{ConnectOptions, Connection, PgPool, Row, ValueRef};
 
 use crate::error::{Error, Result};
 
@@ -37,56 +34,6 @@ pub(crate) async fn connect(url: &str) -> Result<PgPool> {
         .connect_with(options)
         .await
         .map_err(|e| Error::backend(format!("cannot connect to PostgreSQL at {server}: {e}")))
-}
-
-/// A pooled connection that is closed instead of returned to the pool when the call
-/// using it is cancelled (a timeout dropped it mid-statement).
-///
-/// A connection returned with a statement still running, say one waiting for a lock,
-/// stays out of use until the statement ends; enough of them starve the pool, and
-/// with it every append. Closing it frees the pool's slot at once.
-pub(crate) struct Guarded {
-    conn: Option<PoolConnection<Postgres>>,
-}
-
-impl Guarded {
-    pub(crate) async fn acquire(pool: &PgPool) -> Result<Self> {
-        let conn = pool.acquire().await.map_err(Error::backend)?;
-        Ok(Guarded { conn: Some(conn) })
-    }
-
-    /// The work is done: the connection goes back to the pool.
-    pub(crate) fn release(mut self) {
-        drop(self.conn.take());
-    }
-}
-
-impl Deref for Guarded {
-    type Target = PgConnection;
-
-    fn deref(&self) -> &PgConnection {
-        self.conn
-            .as_ref()
-            .expect("a guarded connection is held until released")
-    }
-}
-
-impl DerefMut for Guarded {
-    fn deref_mut(&mut self) -> &mut PgConnection {
-        self.conn
-            .as_mut()
-            .expect("a guarded connection is held until released")
-    }
-}
-
-impl Drop for Guarded {
-    fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            // Not released: the call was cancelled. Dropping the detached connection
-            // closes its socket; the pool opens a new one when needed.
-            drop(conn.detach());
-        }
-    }
 }
 
 /// Microseconds between the Unix epoch and PostgreSQL's, 2000-01-01.

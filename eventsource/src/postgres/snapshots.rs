@@ -6,19 +6,27 @@
 //! numbers, turning `-0.0` into `0`), read back without rebuilding its text, and still
 //! open to SQL (`state ->> 'field'`).
 //!
-//! Each call runs on a [`Guarded`] connection: a call cancelled by the repository's
-//! snapshot timeout (say, waiting for a lock on the table) closes its connection
-//! instead of handing the pool one that is still busy.
+//! Each call runs in a transaction with a `lock_timeout` (the snapshot timeout by
+//! default, [`PostgresSnapshotStore::with_lock_timeout`]): a lock on the table fails
+//! the call on the server, which frees its connection, instead of holding it until the
+//! lock is released. Each runs on a [`Guarded`] connection too: a call cancelled by the
+//! repository's timeout closes its connection instead of handing the pool a busy one.
+//! That is four short statements for a snapshot write, which happens once every many
+//! saves; loads with both stores on one pool read the snapshot inside their one
+//! statement (`load.rs`) and pay none of it.
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row};
+use sqlx::{PgPool, Postgres, Row};
 use uuid::Uuid;
 
-use super::pool::{Guarded, timestamp};
+use super::pool::timestamp;
 use crate::error::{Error, Result};
-use crate::snapshot::{Snapshot, SnapshotStore};
+use crate::snapshot::{DEFAULT_SNAPSHOT_TIMEOUT, Snapshot, SnapshotStore};
 use crate::store::checks;
+use crate::store::guard::Guarded;
 
 /// A snapshot store in a PostgreSQL database. Clones share the same pool.
 ///
@@ -28,13 +36,56 @@ use crate::store::checks;
 #[derive(Clone, Debug)]
 pub struct PostgresSnapshotStore {
     pool: PgPool,
+    /// `lock_timeout` of each call, as PostgreSQL reads it (`"2000ms"`).
+    lock_timeout: String,
 }
 
 impl PostgresSnapshotStore {
-    /// A store over this pool. The tables must exist: see
+    /// A store over this pool, whose calls wait at most
+    /// [`DEFAULT_SNAPSHOT_TIMEOUT`] for a lock on the table. The tables must exist: see
     /// [`migrate_postgres`](crate::migrations::migrate_postgres).
     pub fn new(pool: PgPool) -> Self {
-        PostgresSnapshotStore { pool }
+        PostgresSnapshotStore {
+            pool,
+            lock_timeout: lock_timeout(DEFAULT_SNAPSHOT_TIMEOUT),
+        }
+    }
+
+    /// The same store, whose calls wait at most `limit` for a lock on the `snapshots`
+    /// table (then fail, and a load replays). Match it to the repositories' snapshot
+    /// timeout: past that timeout the repository gives up anyway, and a statement still
+    /// waiting on the server would hold a server connection until the lock is gone.
+    pub fn with_lock_timeout(mut self, limit: Duration) -> Self {
+        self.lock_timeout = lock_timeout(limit);
+        self
+    }
+
+    /// A connection in a transaction whose lock waits are bounded: a lock on the table
+    /// makes the call fail after the lock timeout rather than wait for the lock.
+    async fn begin(&self) -> Result<Guarded<Postgres>> {
+        let mut conn = Guarded::<Postgres>::acquire(&self.pool).await?;
+        sqlx::raw_sql("BEGIN")
+            .execute(&mut *conn)
+            .await
+            .map_err(Error::backend)?;
+        sqlx::query("SELECT set_config('lock_timeout', $1, true)")
+            .bind(self.lock_timeout.as_str())
+            .execute(&mut *conn)
+            .await
+            .map_err(Error::backend)?;
+        Ok(conn)
+    }
+
+    /// Ends the transaction of [`begin`](Self::begin): committed when the call
+    /// succeeded, rolled back otherwise; then the connection goes back to the pool.
+    async fn end(&self, mut conn: Guarded<Postgres>, succeeded: bool) -> Result<()> {
+        let end = if succeeded { "COMMIT" } else { "ROLLBACK" };
+        sqlx::raw_sql(end)
+            .execute(&mut *conn)
+            .await
+            .map_err(Error::backend)?;
+        conn.release();
+        Ok(())
     }
 
     /// The pool.
@@ -46,6 +97,12 @@ impl PostgresSnapshotStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// A lock timeout as PostgreSQL reads it: `"1500ms"`; at least a millisecond (`0`
+/// would mean no limit).
+pub(super) fn lock_timeout(limit: Duration) -> String {
+    format!("{}ms", limit.as_millis().max(1))
 }
 
 /// The snapshot in the four columns from `at` on (version, schema version, state,
@@ -97,7 +154,7 @@ impl SnapshotStore for PostgresSnapshotStore {
         checks::snapshot(snapshot)?;
         let version = checks::to_i64("version", snapshot.version)?;
         let schema_version = checks::to_i32("schema_version", snapshot.schema_version)?;
-        let mut conn = Guarded::acquire(&self.pool).await?;
+        let mut conn = self.begin().await?;
         let done = sqlx::query(
             "INSERT INTO snapshots \
              (aggregate_id, aggregate_type, version, schema_version, state, created_at) \
@@ -115,14 +172,14 @@ impl SnapshotStore for PostgresSnapshotStore {
         .bind(snapshot.created_at)
         .execute(&mut *conn)
         .await;
-        conn.release();
+        self.end(conn, done.is_ok()).await?;
         done.map_err(Error::backend)?;
         Ok(())
     }
 
     async fn get(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<Option<Snapshot>> {
         checks::name("aggregate_type", aggregate_type)?;
-        let mut conn = Guarded::acquire(&self.pool).await?;
+        let mut conn = self.begin().await?;
         let row = sqlx::query(
             "SELECT version, schema_version, state::text, created_at FROM snapshots \
              WHERE aggregate_id = $1 AND aggregate_type = $2",
@@ -131,7 +188,7 @@ impl SnapshotStore for PostgresSnapshotStore {
         .bind(aggregate_type)
         .fetch_optional(&mut *conn)
         .await;
-        conn.release();
+        self.end(conn, row.is_ok()).await?;
         match row.map_err(Error::backend)? {
             Some(row) => snapshot_columns(&row, 0, aggregate_type, aggregate_id),
             None => Ok(None),
@@ -140,27 +197,27 @@ impl SnapshotStore for PostgresSnapshotStore {
 
     async fn delete(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<bool> {
         checks::name("aggregate_type", aggregate_type)?;
-        let mut conn = Guarded::acquire(&self.pool).await?;
+        let mut conn = self.begin().await?;
         let done =
             sqlx::query("DELETE FROM snapshots WHERE aggregate_id = $1 AND aggregate_type = $2")
                 .bind(aggregate_id)
                 .bind(aggregate_type)
                 .execute(&mut *conn)
                 .await;
-        conn.release();
+        self.end(conn, done.is_ok()).await?;
         Ok(done.map_err(Error::backend)?.rows_affected() > 0)
     }
 
     async fn exists(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<bool> {
         checks::name("aggregate_type", aggregate_type)?;
-        let mut conn = Guarded::acquire(&self.pool).await?;
+        let mut conn = self.begin().await?;
         let row =
             sqlx::query("SELECT 1 FROM snapshots WHERE aggregate_id = $1 AND aggregate_type = $2")
                 .bind(aggregate_id)
                 .bind(aggregate_type)
                 .fetch_optional(&mut *conn)
                 .await;
-        conn.release();
+        self.end(conn, row.is_ok()).await?;
         Ok(row.map_err(Error::backend)?.is_some())
     }
 
@@ -182,9 +239,9 @@ impl SnapshotStore for PostgresSnapshotStore {
             .bind(aggregate_type)
             .bind(i64::from(below)),
         };
-        let mut conn = Guarded::acquire(&self.pool).await?;
+        let mut conn = self.begin().await?;
         let done = query.execute(&mut *conn).await;
-        conn.release();
+        self.end(conn, done.is_ok()).await?;
         Ok(done.map_err(Error::backend)?.rows_affected())
     }
 

@@ -246,7 +246,7 @@ const READ_STREAM_SQL: &str = "SELECT position, event_id, version, event_type, e
      payload, metadata, occurred_at FROM events \
      WHERE aggregate_type = ?1 AND aggregate_id = ?2 AND version >= ?3 ORDER BY version";
 
-/// A load's stream: only the columns [`stream_event`](crate::store::rows::stream_event) reads (sqlx copies every selected
+/// A load's stream: only the columns [`stream_event`] reads (sqlx copies every selected
 /// column of every row, so a replay selects no more than it decodes).
 const LOAD_STREAM_SQL: &str = "SELECT version, event_type, event_version, payload FROM events \
      WHERE aggregate_type = ?1 AND aggregate_id = ?2 AND version >= ?3 ORDER BY version";

@@ -4,18 +4,24 @@
 //! [`migrate_sqlite`](crate::migrations::migrate_sqlite). Ids and timestamps are stored
 //! as in the events table (hyphenated text, RFC 3339 with microseconds); the state is
 //! stored as the exact JSON text saved.
+//!
+//! Writes run on a [`Guarded`] connection: a write cancelled by the repository's
+//! snapshot timeout while it waits for SQLite's write lock closes its connection
+//! instead of returning it to the pool still waiting (for up to the busy timeout), so
+//! timed-out snapshot writes cannot use up the pool that loads and appends share.
 
 use std::path::Path;
 
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqlitePool};
+use sqlx::{Row, Sqlite, SqlitePool};
 use uuid::Uuid;
 
 use super::pool::{format_timestamp, parse_timestamp};
 use crate::error::{Error, Result};
 use crate::snapshot::{Snapshot, SnapshotStore};
 use crate::store::checks;
+use crate::store::guard::Guarded;
 
 /// A snapshot store in a SQLite database. Clones share the same pool.
 ///
@@ -102,7 +108,8 @@ fn decode(row: &SqliteRow, aggregate_type: &str, aggregate_id: Uuid) -> Result<S
 impl SnapshotStore for SqliteSnapshotStore {
     async fn save(&self, snapshot: &Snapshot) -> Result<()> {
         checks::snapshot(snapshot)?;
-        sqlx::query(
+        let mut conn = Guarded::<Sqlite>::acquire(&self.pool).await?;
+        let done = sqlx::query(
             "INSERT INTO snapshots \
              (aggregate_id, aggregate_type, version, schema_version, state, created_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
@@ -117,9 +124,10 @@ impl SnapshotStore for SqliteSnapshotStore {
         .bind(i64::from(snapshot.schema_version))
         .bind(snapshot.state.as_str())
         .bind(format_timestamp(snapshot.created_at))
-        .execute(&self.pool)
-        .await
-        .map_err(Error::backend)?;
+        .execute(&mut *conn)
+        .await;
+        conn.release();
+        done.map_err(Error::backend)?;
         Ok(())
     }
 
@@ -140,14 +148,15 @@ impl SnapshotStore for SqliteSnapshotStore {
 
     async fn delete(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<bool> {
         checks::name("aggregate_type", aggregate_type)?;
+        let mut conn = Guarded::<Sqlite>::acquire(&self.pool).await?;
         let done =
             sqlx::query("DELETE FROM snapshots WHERE aggregate_id = ?1 AND aggregate_type = ?2")
                 .bind(aggregate_id.to_string())
                 .bind(aggregate_type)
-                .execute(&self.pool)
-                .await
-                .map_err(Error::backend)?;
-        Ok(done.rows_affected() > 0)
+                .execute(&mut *conn)
+                .await;
+        conn.release();
+        Ok(done.map_err(Error::backend)?.rows_affected() > 0)
     }
 
     async fn exists(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<bool> {
@@ -178,7 +187,9 @@ impl SnapshotStore for SqliteSnapshotStore {
             .bind(aggregate_type)
             .bind(i64::from(below)),
         };
-        let done = query.execute(&self.pool).await.map_err(Error::backend)?;
-        Ok(done.rows_affected())
+        let mut conn = Guarded::<Sqlite>::acquire(&self.pool).await?;
+        let done = query.execute(&mut *conn).await;
+        conn.release();
+        Ok(done.map_err(Error::backend)?.rows_affected())
     }
 }

@@ -36,6 +36,8 @@ pub use crate::version::ExpectedVersion;
 
 pub(crate) mod checks;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub(crate) mod guard;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) mod rows;
 
 pub use checks::MAX_NAME_LEN;
