@@ -45,7 +45,10 @@ use crate::error::{Error, Result};
 use crate::event::{EventRef, NewEvent, RecordedEvent};
 use crate::snapshot::SnapshotStore;
 use crate::store::rows::{column, unsigned};
-use crate::store::{EventStore, EventVisitor, LoadVisitor, already_appended, checks, visit_rows};
+use crate::store::{
+    EventStore, EventVisitor, LoadVisitor, already_appended, checks, explain_unique_violation,
+    visit_rows,
+};
 use crate::version::ExpectedVersion;
 
 /// An event store in a PostgreSQL database. Clones share the same pool.
@@ -138,10 +141,7 @@ impl PostgresEventStore {
             .collect())
     }
 
-    /// After a unique violation: the batch itself when a retry finds it stored (its
-    /// version), else a stream that is not at the expected version (checked first, as
-    /// for every append), else an event id repeated in the batch or already stored,
-    /// else the stream's head (another writer took the version).
+    /// After a unique violation: what it means (see [`explain_unique_violation`]).
     async fn explain_unique_violation(
         &self,
         aggregate_type: &str,
@@ -151,37 +151,22 @@ impl PostgresEventStore {
         ids: &[Uuid],
     ) -> Result<u64> {
         let stored = self.stored(aggregate_type, aggregate_id, ids).await?;
-        if let Some(version) = already_appended(expected, events, &stored) {
-            return Ok(version);
-        }
-        if let ExpectedVersion::Exact(v) = expected {
-            let actual = head(&self.pool, aggregate_type, aggregate_id).await?;
-            if actual != v {
-                return Err(Error::conflict(
-                    aggregate_type,
-                    aggregate_id,
-                    expected,
-                    actual,
-                ));
-            }
-        }
-        checks::distinct_ids(aggregate_type, aggregate_id, events)?;
         let anywhere: Vec<Uuid> =
             sqlx::query_scalar("SELECT event_id FROM events WHERE event_id = ANY($1)")
                 .bind(ids)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(Error::backend)?;
-        if let Some(id) = ids.iter().find(|id| anywhere.contains(id)) {
-            return Err(Error::duplicate_event(aggregate_type, aggregate_id, *id));
-        }
-        let actual = head(&self.pool, aggregate_type, aggregate_id).await?;
-        Err(Error::conflict(
+        let head = head(&self.pool, aggregate_type, aggregate_id).await?;
+        explain_unique_violation(
             aggregate_type,
             aggregate_id,
             expected,
-            actual,
-        ))
+            events,
+            &stored,
+            &anywhere,
+            head,
+        )
     }
 }
 

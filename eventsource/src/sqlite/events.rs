@@ -22,7 +22,8 @@ use crate::event::{EventRef, NewEvent, RecordedEvent};
 use crate::snapshot::SnapshotStore;
 use crate::store::rows::{column, stream_event, unsigned};
 use crate::store::{
-    EventStore, EventVisitor, LoadVisitor, already_appended, checks, read_snapshot, visit_rows,
+    EventStore, EventVisitor, LoadVisitor, already_appended, checks, explain_unique_violation,
+    read_snapshot, visit_rows,
 };
 use crate::version::ExpectedVersion;
 
@@ -117,9 +118,7 @@ impl SqliteEventStore {
             .collect())
     }
 
-    /// After a unique violation: the batch itself when a retry finds it stored (its
-    /// version), else the batch's first event id already stored, else the stream's head
-    /// (another writer took the version).
+    /// After a unique violation: what it means (see [`explain_unique_violation`]).
     async fn explain_unique_violation(
         &self,
         aggregate_type: &str,
@@ -130,9 +129,6 @@ impl SqliteEventStore {
         let stored = self
             .stored(&self.pool, aggregate_type, aggregate_id, events)
             .await?;
-        if let Some(version) = already_appended(expected, events, &stored) {
-            return Ok(version);
-        }
         let anywhere: Vec<String> = sqlx::query_scalar(
             "SELECT event_id FROM events WHERE event_id IN (SELECT value FROM json_each(?1))",
         )
@@ -140,23 +136,20 @@ impl SqliteEventStore {
         .fetch_all(&self.pool)
         .await
         .map_err(Error::backend)?;
-        if let Some(event) = events
+        let anywhere: Vec<Uuid> = anywhere
             .iter()
-            .find(|e| anywhere.contains(&e.event_id.to_string()))
-        {
-            return Err(Error::duplicate_event(
-                aggregate_type,
-                aggregate_id,
-                event.event_id,
-            ));
-        }
-        let actual = self.head(aggregate_type, aggregate_id).await?;
-        Err(Error::conflict(
+            .filter_map(|id| Uuid::parse_str(id).ok())
+            .collect();
+        let head = self.head(aggregate_type, aggregate_id).await?;
+        explain_unique_violation(
             aggregate_type,
             aggregate_id,
             expected,
-            actual,
-        ))
+            events,
+            &stored,
+            &anywhere,
+            head,
+        )
     }
 }
 

@@ -212,6 +212,42 @@ pub(crate) fn already_appended(
     consecutive.then(|| first + events.len() as u64 - 1)
 }
 
+/// What an append refused by the unique constraints means, from what the store holds
+/// once it is refused: `stored`, the `(version, id)` of the batch's events in this
+/// stream; `anywhere`, the batch's ids stored in any stream; `head`, the stream's
+/// version. In order: the batch itself, stored by an earlier try (its version, see
+/// [`already_appended`]); a stream not at the expected version (checked first, as for
+/// every append); an id repeated in the batch or already stored; else another writer
+/// took the version. Every SQL store answers a unique violation with this.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub(crate) fn explain_unique_violation(
+    aggregate_type: &str,
+    aggregate_id: Uuid,
+    expected: ExpectedVersion,
+    events: &[NewEvent],
+    stored: &[(u64, Uuid)],
+    anywhere: &[Uuid],
+    head: u64,
+) -> Result<u64> {
+    use crate::Error;
+    if let Some(version) = already_appended(expected, events, stored) {
+        return Ok(version);
+    }
+    let conflict = || Error::conflict(aggregate_type, aggregate_id, expected, head);
+    if matches!(expected, ExpectedVersion::Exact(v) if v != head) {
+        return Err(conflict());
+    }
+    checks::distinct_ids(aggregate_type, aggregate_id, events)?;
+    match events.iter().find(|e| anywhere.contains(&e.event_id)) {
+        Some(e) => Err(Error::duplicate_event(
+            aggregate_type,
+            aggregate_id,
+            e.event_id,
+        )),
+        None => Err(conflict()),
+    }
+}
+
 /// Conveniences over any [`EventStore`].
 #[async_trait]
 pub trait EventStoreExt: EventStore {
