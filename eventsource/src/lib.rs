@@ -75,6 +75,7 @@
 mod aggregate;
 mod error;
 pub mod event;
+pub mod feed;
 mod load;
 pub mod memory;
 pub mod migrations;

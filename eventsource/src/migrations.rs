@@ -50,17 +50,21 @@ pub enum Table {
     Events,
     /// `snapshots`: at most one snapshot per aggregate.
     Snapshots,
+    /// `subscription_checkpoints`, with `subscription_parked` and `subscription_leases`:
+    /// the durable state of [subscriptions](crate::subscription).
+    Subscriptions,
 }
 
 impl Table {
     /// Every table, in the order they are created.
-    pub const ALL: [Table; 2] = [Table::Events, Table::Snapshots];
+    pub const ALL: [Table; 3] = [Table::Events, Table::Snapshots, Table::Subscriptions];
 
     /// The table's name in the database.
     pub fn name(self) -> &'static str {
         match self {
             Table::Events => "events",
             Table::Snapshots => "snapshots",
+            Table::Subscriptions => "subscription_checkpoints",
         }
     }
 }
@@ -76,8 +80,16 @@ impl fmt::Display for Table {
 /// `sqlite`) apply for it, in order.
 pub fn schema(table: Table, backend: Backend) -> &'static str {
     match (backend, table) {
-        (Backend::Postgres, Table::Events) => {
-            include_str!("../../migrations/postgres/20261123000001_create_events.sql")
+        (Backend::Postgres, Table::Events) => concat!(
+            include_str!("../../migrations/postgres/20261123000001_create_events.sql"),
+            "\n",
+            include_str!("../../migrations/postgres/20261202000005_feed_transaction_ids.sql"),
+        ),
+        (Backend::Postgres, Table::Subscriptions) => {
+            include_str!("../../migrations/postgres/20261202000006_subscriptions.sql")
+        }
+        (Backend::Sqlite, Table::Subscriptions) => {
+            include_str!("../../migrations/sqlite/20261202000003_subscriptions.sql")
         }
         (Backend::Postgres, Table::Snapshots) => concat!(
             include_str!("../../migrations/postgres/20261123000002_create_snapshots.sql"),

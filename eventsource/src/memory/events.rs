@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::event::{EventRef, NewEvent, RecordedEvent};
+use crate::feed::{Checkpoint, FeedEvent, FeedPage, FeedQuery};
 use crate::store::{EventStore, EventVisitor, already_appended, checks};
 use crate::version::ExpectedVersion;
 
@@ -20,6 +21,7 @@ use crate::version::ExpectedVersion;
 #[derive(Clone, Debug, Default)]
 pub struct InMemoryEventStore {
     inner: Arc<RwLock<Log>>,
+    appended: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 #[derive(Debug, Default)]
@@ -152,6 +154,8 @@ impl EventStore for InMemoryEventStore {
             });
         }
         log.streams.entry(key).or_default().extend(positions);
+        drop(log);
+        self.appended.send_modify(|n| *n = n.wrapping_add(1));
         Ok(version)
     }
 
@@ -199,5 +203,49 @@ impl EventStore for InMemoryEventStore {
             .take(limit)
             .map(|(i, e)| e.as_ref(i).to_recorded())
             .collect()
+    }
+
+    async fn read_feed(&self, query: &FeedQuery) -> Result<FeedPage> {
+        query.check()?;
+        let log = self.read();
+        let head = log.events.len() as u64;
+        let after = query.after;
+        if after.transaction() != 0 || after.position() > head {
+            return Err(Error::invalid(
+                "checkpoint",
+                format!("{after} is ahead of this store's feed, which ends at 0/{head}"),
+            ));
+        }
+        let mut events = Vec::new();
+        let mut next = after;
+        if query.limit > 0 {
+            let start = usize::try_from(after.position()).unwrap_or(usize::MAX);
+            for (i, e) in log.events.iter().enumerate().skip(start) {
+                if !query.matches(&e.aggregate_type, &e.event_type) {
+                    continue;
+                }
+                let checkpoint = Checkpoint::new(0, i as u64 + 1);
+                events.push(FeedEvent {
+                    checkpoint,
+                    event: e.as_ref(i).to_recorded()?,
+                });
+                if events.len() == query.limit {
+                    next = checkpoint;
+                    break;
+                }
+            }
+            if events.len() < query.limit {
+                next = Checkpoint::new(0, head);
+            }
+        }
+        Ok(FeedPage {
+            events,
+            next,
+            held_back: false,
+        })
+    }
+
+    fn append_signal(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.appended.subscribe())
     }
 }

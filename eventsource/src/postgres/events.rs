@@ -28,8 +28,15 @@
 //! Global positions come from a sequence: they increase in the order events are inserted,
 //! but a refused append leaves a gap, and two appends that overlap in time can commit out
 //! of position order. A reader that follows [`read_all`](EventStore::read_all) page after
-//! page can therefore pass a position whose event becomes visible a moment later; such a
-//! reader should re-read the last few positions, or stay a little behind the head.
+//! page can therefore pass a position whose event becomes visible a moment later. The
+//! [feed](crate::feed) ([`read_feed`](EventStore::read_feed)) is ordered by committing
+//! transaction instead, and never skips.
+//!
+//! After each append that wrote events, the store sends a `NOTIFY` on the channel
+//! [`NOTIFY_CHANNEL`](super::NOTIFY_CHANNEL), so that subscriptions in other processes
+//! wake up. It is sent after the commit, by a background task that folds the
+//! notifications of concurrent appends into one, so it adds no latency to the append; a
+//! lost notification only delays a subscriber until its next poll.
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -43,6 +50,7 @@ use super::PostgresSnapshotStore;
 use super::pool::timestamp;
 use crate::error::{Error, Result};
 use crate::event::{EventRef, NewEvent, RecordedEvent};
+use crate::feed::{Checkpoint, FeedEvent, FeedPage, FeedQuery};
 use crate::snapshot::SnapshotStore;
 use crate::store::rows::{column, unsigned};
 use crate::store::{
@@ -70,6 +78,8 @@ use crate::version::ExpectedVersion;
 #[derive(Clone, Debug)]
 pub struct PostgresEventStore {
     pool: PgPool,
+    appended: Arc<tokio::sync::watch::Sender<u64>>,
+    notifier: Arc<super::notify::Notifier>,
 }
 
 impl PostgresEventStore {
@@ -82,7 +92,11 @@ impl PostgresEventStore {
     /// Give the pool an `acquire_timeout` of a few seconds (sqlx's default is 30 s): it
     /// bounds how long a call waits for a connection when the pool is exhausted.
     pub fn new(pool: PgPool) -> Self {
-        PostgresEventStore { pool }
+        PostgresEventStore {
+            pool,
+            appended: Default::default(),
+            notifier: Default::default(),
+        }
     }
 
     /// Connects to `url` (e.g. `postgres://user@host/db`) and creates the tables.
@@ -291,6 +305,32 @@ fn event_ref<'r>(
     })
 }
 
+/// The feed's filters, shared by the page and the held-back check.
+macro_rules! feed_filters {
+    () => {
+        "($3::text[] IS NULL OR aggregate_type = ANY($3)) \
+         AND ($4::text[] IS NULL OR event_type = ANY($4))"
+    };
+}
+
+/// `read_feed`: the columns [`event_ref`] reads, the stream's type and id, the event's
+/// transaction, then the horizon and whether committed events wait beyond it, from one
+/// snapshot. Without a matching event the one row has NULL event columns.
+const READ_FEED_SQL: &str = concat!(
+    "SELECT e.position, e.event_id, e.version, e.event_type, e.event_version, ",
+    "e.payload::text, e.metadata::text, e.occurred_at, e.aggregate_type, e.aggregate_id, ",
+    "e.transaction_id::text::bigint, h.horizon::text::bigint, h.held ",
+    "FROM (SELECT x.horizon, EXISTS (SELECT 1 FROM events WHERE transaction_id >= x.horizon AND ",
+    feed_filters!(),
+    ") AS held FROM (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon) x) h ",
+    "LEFT JOIN LATERAL (SELECT * FROM events ",
+    "WHERE (transaction_id, position) > ($1::bigint::text::xid8, $2) ",
+    "AND transaction_id < h.horizon AND ",
+    feed_filters!(),
+    " ORDER BY transaction_id, position LIMIT $5) e ON true ",
+    "ORDER BY e.transaction_id, e.position"
+);
+
 #[async_trait]
 impl EventStore for PostgresEventStore {
     async fn append(
@@ -375,6 +415,10 @@ impl EventStore for PostgresEventStore {
                         "appending to {aggregate_type}/{aggregate_id}: \
                          {inserted} of {n} events inserted"
                     )));
+                }
+                if n > 0 {
+                    self.appended.send_modify(|n| *n = n.wrapping_add(1));
+                    self.notifier.notify(&self.pool);
                 }
                 Ok(head + n as u64)
             }
@@ -479,5 +523,70 @@ impl EventStore for PostgresEventStore {
         })
         .await?;
         Ok(out)
+    }
+
+    async fn read_feed(&self, query: &FeedQuery) -> Result<FeedPage> {
+        query.check()?;
+        let after = query.after;
+        let rows = sqlx::query(READ_FEED_SQL)
+            .bind(checks::to_i64("checkpoint", after.transaction())?)
+            .bind(checks::to_i64("checkpoint", after.position())?)
+            .bind(query.aggregate_types.as_deref())
+            .bind(query.event_types.as_deref())
+            .bind(crate::store::rows::saturating_i64(query.limit as u64))
+            .fetch(&self.pool);
+        let mut events = Vec::new();
+        let mut horizon = (0u64, false);
+        visit_rows(rows, |row: &PgRow| {
+            let corrupt = |m: String| Error::corrupt_row("events", None, None, m);
+            let h: i64 = column(row, 11, "horizon").map_err(corrupt)?;
+            let held: bool = column(row, 12, "held").map_err(corrupt)?;
+            horizon = (unsigned("horizon", h).map_err(corrupt)?, held);
+            let position: Option<i64> = column(row, 0, "position").map_err(corrupt)?;
+            if position.is_none() {
+                return Ok(ControlFlow::Continue(()));
+            }
+            let aggregate_type: &str = column(row, 8, "aggregate_type").map_err(corrupt)?;
+            let aggregate_id: Uuid = column(row, 9, "aggregate_id")
+                .map_err(|m| Error::corrupt_row("events", Some(aggregate_type), None, m))?;
+            let event = event_ref(row, aggregate_type, aggregate_id)
+                .map_err(|m| Error::corrupt_event(aggregate_type, aggregate_id, m))?;
+            let transaction: i64 = column(row, 10, "transaction_id")
+                .map_err(|m| Error::corrupt_event(aggregate_type, aggregate_id, m))?;
+            let transaction = unsigned("transaction_id", transaction)
+                .map_err(|m| Error::corrupt_event(aggregate_type, aggregate_id, m))?;
+            events.push(FeedEvent {
+                checkpoint: Checkpoint::new(transaction, event.position),
+                event: event.to_recorded()?,
+            });
+            Ok(ControlFlow::Continue(()))
+        })
+        .await?;
+        let (horizon, held_back) = horizon;
+        if after.transaction() > horizon {
+            return Err(Error::invalid(
+                "checkpoint",
+                format!(
+                    "{after} is ahead of this database's transactions (the feed's horizon is \
+                     transaction {horizon}): the checkpoint comes from another database or \
+                     cluster, such as the one this database was restored from"
+                ),
+            ));
+        }
+        let next = match events.last() {
+            Some(last) if events.len() >= query.limit => last.checkpoint,
+            _ if query.limit == 0 => after,
+            // Everything below the horizon has been seen.
+            _ => after.max(Checkpoint::new(horizon, 0)),
+        };
+        Ok(FeedPage {
+            events,
+            next,
+            held_back,
+        })
+    }
+
+    fn append_signal(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.appended.subscribe())
     }
 }

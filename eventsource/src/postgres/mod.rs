@@ -6,8 +6,13 @@
 
 mod events;
 mod load;
+mod notify;
 mod pool;
 mod snapshots;
+
+/// The channel [`PostgresEventStore`] notifies after each append that wrote events, and
+/// that subscriptions listen on (the payload is empty).
+pub const NOTIFY_CHANNEL: &str = "eventsource_events";
 
 pub use events::PostgresEventStore;
 pub use snapshots::PostgresSnapshotStore;

@@ -19,6 +19,7 @@ use uuid::Uuid;
 use super::pool::{format_timestamp, parse_timestamp};
 use crate::error::{Error, Result};
 use crate::event::{EventRef, NewEvent, RecordedEvent};
+use crate::feed::{Checkpoint, FeedEvent, FeedPage, FeedQuery};
 use crate::snapshot::SnapshotStore;
 use crate::store::rows::{column, stream_event, unsigned};
 use crate::store::{
@@ -52,6 +53,7 @@ const ROWS_PER_STATEMENT: usize = 4_000;
 #[derive(Clone, Debug)]
 pub struct SqliteEventStore {
     pool: SqlitePool,
+    appended: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl SqliteEventStore {
@@ -61,7 +63,10 @@ impl SqliteEventStore {
     /// Give the pool's connections a busy timeout (sqlx's default is 5 s): concurrent
     /// appends wait for each other's write lock.
     pub fn new(pool: SqlitePool) -> Self {
-        SqliteEventStore { pool }
+        SqliteEventStore {
+            pool,
+            appended: Default::default(),
+        }
     }
 
     /// Opens (creating it if needed) the database file at `path`, or a private
@@ -249,6 +254,18 @@ const READ_ALL_SQL: &str = "SELECT position, event_id, version, event_type, even
      payload, metadata, occurred_at, aggregate_type, aggregate_id FROM events \
      WHERE position >= ?1 ORDER BY position LIMIT ?2";
 
+/// `read_feed`: the columns [`event_ref`] reads, the stream's type and id, then the
+/// head position, all from one snapshot. Without a matching event the one row has NULL
+/// event columns and the head.
+const READ_FEED_SQL: &str = "WITH head AS (SELECT coalesce(max(position), 0) AS h FROM events) \
+     SELECT e.position, e.event_id, e.version, e.event_type, e.event_version, e.payload, \
+     e.metadata, e.occurred_at, e.aggregate_type, e.aggregate_id, head.h \
+     FROM head LEFT JOIN (SELECT * FROM events WHERE position > ?1 \
+     AND position <= (SELECT h FROM head) \
+     AND (?2 IS NULL OR aggregate_type IN (SELECT value FROM json_each(?2))) \
+     AND (?3 IS NULL OR event_type IN (SELECT value FROM json_each(?3))) \
+     ORDER BY position LIMIT ?4) e ON 1 ORDER BY e.position";
+
 #[async_trait]
 impl EventStore for SqliteEventStore {
     async fn append(
@@ -315,6 +332,7 @@ impl EventStore for SqliteEventStore {
         match inserted {
             Ok(()) => {
                 tx.commit().await.map_err(Error::backend)?;
+                self.appended.send_modify(|n| *n = n.wrapping_add(1));
                 Ok(version)
             }
             Err(e)
@@ -415,5 +433,75 @@ impl EventStore for SqliteEventStore {
         })
         .await?;
         Ok(out)
+    }
+
+    async fn read_feed(&self, query: &FeedQuery) -> Result<FeedPage> {
+        query.check()?;
+        let after = query.after;
+        let filter = |names: &Option<Vec<String>>| {
+            names
+                .as_ref()
+                .map(|n| serde_json::to_string(n).unwrap_or_else(|_| String::from("[]")))
+        };
+        let rows = sqlx::query(READ_FEED_SQL)
+            .bind(checks::to_i64("checkpoint", after.position())?)
+            .bind(filter(&query.aggregate_types))
+            .bind(filter(&query.event_types))
+            .bind(crate::store::rows::saturating_i64(query.limit as u64))
+            .fetch(&self.pool);
+        let mut events = Vec::new();
+        let mut head = 0u64;
+        visit_rows(rows, |row| {
+            let h: u64 = column::<_, i64>(row, 10, "head")
+                .and_then(|h| unsigned("position", h))
+                .map_err(|m| Error::corrupt_row("events", None, None, m))?;
+            head = h;
+            let position: Option<i64> = row.try_get(0).map_err(|e| {
+                Error::corrupt_row("events", None, None, format!("column position: {e}"))
+            })?;
+            if position.is_none() {
+                return Ok(ControlFlow::Continue(()));
+            }
+            let aggregate_type: &str = row.try_get(8).map_err(|e| {
+                Error::corrupt_row("events", None, None, format!("column aggregate_type: {e}"))
+            })?;
+            let corrupt = |id: Option<Uuid>, m: String| {
+                Error::corrupt_row("events", Some(aggregate_type), id, m)
+            };
+            let id_text: &str = row
+                .try_get(9)
+                .map_err(|e| corrupt(None, format!("column aggregate_id: {e}")))?;
+            let aggregate_id = Uuid::parse_str(id_text).map_err(|e| {
+                corrupt(None, format!("aggregate_id `{id_text}` is not a UUID: {e}"))
+            })?;
+            let event = event_ref(row, aggregate_type, aggregate_id)
+                .map_err(|m| corrupt(Some(aggregate_id), m))?;
+            events.push(FeedEvent {
+                checkpoint: Checkpoint::new(0, event.position),
+                event: event.to_recorded()?,
+            });
+            Ok(ControlFlow::Continue(()))
+        })
+        .await?;
+        if after.transaction() != 0 || after.position() > head {
+            return Err(Error::invalid(
+                "checkpoint",
+                format!("{after} is ahead of this store's feed, which ends at 0/{head}"),
+            ));
+        }
+        let next = match events.last() {
+            Some(last) if events.len() >= query.limit => last.checkpoint,
+            _ if query.limit == 0 => after,
+            _ => Checkpoint::new(0, head),
+        };
+        Ok(FeedPage {
+            events,
+            next,
+            held_back: false,
+        })
+    }
+
+    fn append_signal(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.appended.subscribe())
     }
 }

@@ -31,6 +31,7 @@ use uuid::Uuid;
 
 use crate::error::Result;
 use crate::event::{EventRef, NewEvent, RecordedEvent, StreamEvent};
+use crate::feed::{FeedPage, FeedQuery};
 use crate::snapshot::{Snapshot, SnapshotStore};
 pub use crate::version::ExpectedVersion;
 
@@ -87,8 +88,28 @@ pub trait EventStore: Send + Sync + fmt::Debug {
     async fn stream_version(&self, aggregate_type: &str, aggregate_id: Uuid)
     -> Result<Option<u64>>;
 
-    /// Up to `limit` events of every stream with `position >= from_position`, in global order.
+    /// Up to `limit` events of every stream with `position >= from_position`, in position
+    /// order.
+    ///
+    /// On PostgreSQL, position order is not commit order: a reader that pages through
+    /// `read_all` can pass a position whose event commits a moment later. Consumers that
+    /// must see every event read the [feed](crate::feed) with
+    /// [`read_feed`](Self::read_feed) instead.
     async fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>>;
+
+    /// A page of the global [feed](crate::feed): up to `query`'s limit of the committed
+    /// events after its checkpoint that pass its filters, in feed order.
+    ///
+    /// Read again from the page's [`next`](FeedPage::next) checkpoint, the feed yields
+    /// every event committed since, once, and never an event ordered before it.
+    async fn read_feed(&self, query: &FeedQuery) -> Result<FeedPage>;
+
+    /// A signal that changes after every append this store (or a clone of it) commits,
+    /// so that a reader in the same process can wait for new events instead of polling.
+    /// `None` when the store has none; appends by other processes never change it.
+    fn append_signal(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
 
     /// Reads what rebuilding an aggregate needs: its snapshot from `snapshots` (when
     /// given), which `visitor` judges and answers with the version the stream starts at,
