@@ -166,6 +166,27 @@ pub enum Error {
         after: Duration,
     },
 
+    /// A subscription's handler failed on an event after every attempt its
+    /// [`RetryPolicy`](crate::subscription::RetryPolicy) allows, and the policy says to
+    /// stop rather than park the event. The checkpoint stays before the event.
+    #[error(
+        "subscription `{subscription}` stopped: its handler failed {attempts} times on event \
+         {event_id} (position {position}): {source}"
+    )]
+    HandlerFailed {
+        /// The subscription's name.
+        subscription: String,
+        /// The event the handler failed on.
+        event_id: Uuid,
+        /// Its position in the feed.
+        position: u64,
+        /// How many times it was tried.
+        attempts: u32,
+        /// The handler's last error.
+        #[source]
+        source: BoxError,
+    },
+
     /// The storage backend failed (connection, I/O, SQL error).
     #[error("storage backend error: {source}")]
     Backend {

@@ -89,6 +89,7 @@ pub mod snapshot;
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod sqlite;
 pub mod store;
+pub mod subscription;
 mod time;
 mod version;
 
@@ -115,6 +116,10 @@ pub use version::ExpectedVersion;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
 pub use sqlx;
+
+/// The attribute that [`Projection`](subscription::Projection) and the store traits are
+/// implemented with, re-exported so that its version always matches.
+pub use async_trait::async_trait;
 
 /// Derives [`DomainEvent`] for an enum of newtype variants, one per event type.
 ///

@@ -35,3 +35,12 @@ CREATE TABLE IF NOT EXISTS subscription_leases (
     expires_at   TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (subscription, partition)
 );
+
+-- The processes running a partitioned subscription, each until its heartbeat expires:
+-- each takes a fair share of the partitions (their number divided by the live members).
+CREATE TABLE IF NOT EXISTS subscription_members (
+    subscription TEXT        NOT NULL,
+    owner        TEXT        NOT NULL,
+    expires_at   TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (subscription, owner)
+);

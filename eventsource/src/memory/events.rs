@@ -22,6 +22,7 @@ use crate::version::ExpectedVersion;
 pub struct InMemoryEventStore {
     inner: Arc<RwLock<Log>>,
     appended: Arc<tokio::sync::watch::Sender<u64>>,
+    pub(super) subscriptions: Arc<std::sync::Mutex<super::subscriptions::Subscriptions>>,
 }
 
 #[derive(Debug, Default)]
@@ -95,6 +96,13 @@ impl InMemoryEventStore {
     /// `true` when no event is stored.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The event at a feed position.
+    pub(super) fn event_at(&self, position: u64) -> Option<Result<RecordedEvent>> {
+        let index = usize::try_from(position.checked_sub(1)?).ok()?;
+        let log = self.read();
+        log.events.get(index).map(|e| e.as_ref(index).to_recorded())
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Log> {

@@ -6,6 +6,8 @@
 
 mod events;
 mod snapshots;
+mod subscriptions;
 
 pub use events::InMemoryEventStore;
 pub use snapshots::InMemorySnapshotStore;
+pub use subscriptions::MemoryTransaction;

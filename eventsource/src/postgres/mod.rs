@@ -9,6 +9,7 @@ mod load;
 mod notify;
 mod pool;
 mod snapshots;
+mod subscriptions;
 
 /// The channel [`PostgresEventStore`] notifies after each append that wrote events, and
 /// that subscriptions listen on (the payload is empty).

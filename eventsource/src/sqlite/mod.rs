@@ -8,6 +8,7 @@
 mod events;
 mod pool;
 mod snapshots;
+mod subscriptions;
 
 pub use events::SqliteEventStore;
 pub use snapshots::SqliteSnapshotStore;
