@@ -145,6 +145,14 @@ pub trait Consumer<C: Send + ?Sized>: Send {
     /// Handles one event.
     async fn consume(&mut self, conn: &mut C, event: &FeedEvent) -> Result<(), BoxError>;
 
+    /// Called after the batch's last event, before its transaction commits: a consumer
+    /// that sends asynchronously waits here for its acknowledgements. An error rolls the
+    /// batch back, and the whole batch runs again after a backoff.
+    async fn before_commit(&mut self, conn: &mut C) -> Result<(), BoxError> {
+        let _ = conn;
+        Ok(())
+    }
+
     /// Called after a batch's transaction committed, with the checkpoint it moved to.
     async fn committed(&mut self, checkpoint: Checkpoint) -> Result<(), BoxError> {
         let _ = checkpoint;

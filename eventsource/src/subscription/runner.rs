@@ -697,6 +697,16 @@ impl<S: SubscriptionStore> Subscription<S> {
                     break;
                 }
             }
+            if failed.is_none()
+                && let Err(err) = consumer.before_commit(&mut **tx_ref).await
+            {
+                drop(tx);
+                tracing::warn!(subscription = %self.name, error = %err, "eventsource: batch not confirmed; it will run again");
+                if stop.sleep(self.retry.backoff(1)).await {
+                    return Ok(Batch::Stopped);
+                }
+                return Ok(Batch::Moved);
+            }
             let tx = tx.take().expect("begun");
             match failed {
                 None => {
@@ -779,7 +789,11 @@ impl<S: SubscriptionStore> Subscription<S> {
             let Some(mut tx) = self.begin(stop).await? else {
                 return Ok(Batch::Stopped);
             };
-            match consumer.consume(&mut tx, event).await {
+            let outcome = match consumer.consume(&mut tx, event).await {
+                Ok(()) => consumer.before_commit(&mut tx).await,
+                Err(e) => Err(e),
+            };
+            match outcome {
                 Ok(()) => {
                     return match self
                         .store
