@@ -7,7 +7,7 @@ use eventsource::{
     SqliteEventStore, SqliteSnapshotStore,
 };
 
-use crate::{Closer, Stores, TempDir};
+use crate::{Backend, Closer, Stores, TempDir};
 
 /// The URL that enables the PostgreSQL tests locally.
 pub const EXAMPLE_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable";
@@ -94,6 +94,63 @@ pub async fn postgres() -> Option<Stores> {
         snapshots: Arc::new(PostgresSnapshotStore::new(events.pool().clone())),
         events: Arc::new(events.clone()),
         close: Some(Closer::Postgres(events)),
+        _dir: None,
+    })
+}
+
+/// An in-memory store, as its own type (for the subscription suite).
+pub async fn memory_store() -> Option<Backend<InMemoryEventStore>> {
+    Some(Backend::new(InMemoryEventStore::new()))
+}
+
+/// A store in a fresh SQLite file (WAL) in a temporary directory, as its own type.
+///
+/// # Panics
+///
+/// When the directory or the database cannot be created.
+pub async fn sqlite_file_store() -> Option<Backend<SqliteEventStore>> {
+    let dir = TempDir::new().expect("create a temporary directory");
+    let store = SqliteEventStore::open(dir.path().join("events.db"))
+        .await
+        .expect("open a SQLite file");
+    Some(Backend {
+        store: store.clone(),
+        close: Some(Closer::Sqlite(store)),
+        _dir: Some(dir),
+    })
+}
+
+/// A store in a fresh in-memory SQLite database (one connection), as its own type.
+///
+/// # Panics
+///
+/// When the database cannot be created.
+pub async fn sqlite_memory_store() -> Option<Backend<SqliteEventStore>> {
+    let store = SqliteEventStore::open(":memory:")
+        .await
+        .expect("open an in-memory SQLite database");
+    Some(Backend {
+        store: store.clone(),
+        close: Some(Closer::Sqlite(store)),
+        _dir: None,
+    })
+}
+
+/// A store in the PostgreSQL database of `DATABASE_URL` (migrated), as its own type, or
+/// `None` when it is not set. Tests share the database: each uses aggregate types,
+/// subscription names and tables of its own.
+///
+/// # Panics
+///
+/// When the database cannot be reached or migrated, or as [`database_url`] says.
+pub async fn postgres_store() -> Option<Backend<PostgresEventStore>> {
+    let url = database_url()?;
+    let store = PostgresEventStore::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("connect to PostgreSQL at {url}: {e}"));
+    Some(Backend {
+        store: store.clone(),
+        close: Some(Closer::Postgres(store)),
         _dir: None,
     })
 }

@@ -87,6 +87,38 @@ impl Stores {
     }
 }
 
+/// One backend's store as its own type, for the suites that are generic over the store
+/// (a [`Subscription`](eventsource::subscription::Subscription) needs the concrete
+/// [`SubscriptionStore`](eventsource::subscription::SubscriptionStore)).
+pub struct Backend<S> {
+    /// The store.
+    pub store: S,
+    close: Option<Closer>,
+    _dir: Option<TempDir>,
+}
+
+impl<S> Backend<S> {
+    /// A store of your own, for running the subscription suite against it: a fixture
+    /// `async fn my_store() -> Option<Backend<MyStore>> { Some(Backend::new(store)) }` and
+    /// `eventsource_tests::conformance_tests!(subscriptions my_store);` in a test file.
+    pub fn new(store: S) -> Self {
+        Backend {
+            store,
+            close: None,
+            _dir: None,
+        }
+    }
+
+    /// Closes the pool (if any); then the temporary directory (if any) is removed.
+    pub async fn close(self) {
+        match &self.close {
+            Some(Closer::Sqlite(store)) => store.close().await,
+            Some(Closer::Postgres(store)) => store.close().await,
+            None => {}
+        }
+    }
+}
+
 /// A directory removed, with its content, when dropped.
 #[derive(Debug)]
 pub struct TempDir(PathBuf);
@@ -118,8 +150,39 @@ impl Drop for TempDir {
 /// Every function of [`conformance::event_store`] and [`conformance::snapshot_store`]
 /// is listed here: a function missing from this list runs on no backend. The `@with`
 /// lists name the module of functions that take both stores.
+///
+/// The subscription suite, [`conformance::subscriptions`], is generic over the store's
+/// type: `conformance_tests!(subscriptions $fixture)` runs it on a fixture returning
+/// `Option<Backend<S>>` for any [`SubscriptionStore`](eventsource::subscription::SubscriptionStore),
+/// and `conformance_tests!(sql_subscriptions $fixture)` adds the tests of read models
+/// written in SQL through the batch's transaction, for a store implementing
+/// [`SqlSuiteStore`](conformance::subscriptions::SqlSuiteStore).
 #[macro_export]
 macro_rules! conformance_tests {
+    (subscriptions $fixture:path) => {
+        $crate::conformance_tests!(@store subscriptions $fixture;
+            subscription_catch_up_resumes_at_its_checkpoint,
+            subscription_follows_live_appends,
+            subscription_retries_a_failing_event,
+            subscription_parks_an_exhausted_event_and_goes_on,
+            subscription_stops_on_an_exhausted_event,
+            subscription_catch_up_goes_on_past_a_failing_event,
+            subscription_tries_a_failing_event_as_often_as_its_policy_says,
+            subscription_runners_of_one_name_commit_each_batch_once,
+            subscription_partitions_are_shared_by_runners,
+            subscription_refuses_bad_input,
+        );
+    };
+    (sql_subscriptions $fixture:path) => {
+        $crate::conformance_tests!(subscriptions $fixture);
+        $crate::conformance_tests!(@sql_store subscriptions $fixture;
+            subscription_effects_commit_exactly_once,
+            subscription_stop_leaves_effects_and_checkpoint_agreeing,
+            subscription_retried_parked_event_commits_its_effects,
+            subscription_runners_of_one_name_write_each_row_once,
+            subscription_partitioned_runners_write_each_row_once,
+        );
+    };
     ($fixture:path) => {
         $crate::conformance_tests!(@events $fixture;
             append_and_read_round_trip,
@@ -188,6 +251,22 @@ macro_rules! conformance_tests {
             hung_snapshot_store_under_concurrency,
         );
     };
+    (@store $module:ident $fixture:path; $($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            let Some(backend) = $fixture().await else { return };
+            $crate::conformance::$module::$name(backend.store.clone()).await;
+            backend.close().await;
+        }
+    )*};
+    (@sql_store $module:ident $fixture:path; $($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            let Some(backend) = $fixture().await else { return };
+            $crate::conformance::$module::$name(backend.store.clone()).await;
+            backend.close().await;
+        }
+    )*};
     (@with $module:ident $fixture:path; $($name:ident),* $(,)?) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn $name() {

@@ -1,13 +1,25 @@
 //! Every function of the conformance suite runs on every backend: a suite function that
-//! `conformance_tests!` does not list, or a backend test file that does not call the
-//! macro, fails here instead of silently testing nothing.
+//! `conformance_tests!` does not list (or lists under an arm that passes its store
+//! otherwise), or a backend test file that does not call the macro, fails here instead
+//! of silently testing nothing.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
-/// `(module, function)` of every suite function: a `pub async fn` of
-/// `src/conformance/<module>.rs` taking a store (`Arc<dyn ...>`).
-fn suite_functions(dir: &Path) -> BTreeSet<(String, String)> {
+/// How a suite function takes its store, and so which arms of `conformance_tests!` may
+/// list it: `Arc<dyn ...>` stores, any `S: SuiteStore`, or `S: SqlSuiteStore` (listed
+/// under `@sql_store`, run on the SQL backends only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Takes {
+    Dyn,
+    Store,
+    SqlStore,
+}
+
+/// `(module, function, how it takes its store)` of every suite function: a
+/// `pub async fn` of `src/conformance/<module>.rs` taking a store (`Arc<dyn ...>`, or a
+/// generic `S: SuiteStore` / `S: SqlSuiteStore`).
+fn suite_functions(dir: &Path) -> BTreeSet<(String, String, Takes)> {
     let mut found = BTreeSet::new();
     for entry in std::fs::read_dir(dir).expect("read src/conformance") {
         let path = entry.expect("a directory entry").path();
@@ -23,32 +35,42 @@ fn suite_functions(dir: &Path) -> BTreeSet<(String, String)> {
                 .take_while(|c| c.is_alphanumeric() || *c == '_')
                 .collect();
             let params = &rest[..rest.find(')').unwrap_or(rest.len())];
-            if params.contains("Arc<dyn") {
-                found.insert((module.clone(), name));
-            }
+            let takes = if params.contains("Arc<dyn") {
+                Takes::Dyn
+            } else if params.contains("S: SqlSuiteStore>") {
+                Takes::SqlStore
+            } else if params.contains("S: SuiteStore>") {
+                Takes::Store
+            } else {
+                continue;
+            };
+            found.insert((module.clone(), name, takes));
         }
     }
     found
 }
 
-/// `(module, function)` of every name listed in `conformance_tests!`.
-fn listed_functions(lib: &str) -> BTreeSet<(String, String)> {
+/// `(module, function, how the arm passes the store)` of every name listed in
+/// `conformance_tests!`.
+fn listed_functions(lib: &str) -> BTreeSet<(String, String, Takes)> {
     let mut listed = BTreeSet::new();
     let marker = "$crate::conformance_tests!(@";
     for (at, _) in lib.match_indices(marker) {
         let rest = &lib[at + marker.len()..];
         let head = &rest[..rest.find(';').expect("a `;` after the fixture")];
         let words: Vec<&str> = head.split_whitespace().collect();
-        let module = match words.as_slice() {
-            ["events", _] | ["both", _] => "event_store",
-            ["snapshots", _] => "snapshot_store",
-            ["repository", _] => "repository",
-            ["with", module, _] => module,
+        let (module, takes) = match words.as_slice() {
+            ["events", _] | ["both", _] => ("event_store", Takes::Dyn),
+            ["snapshots", _] => ("snapshot_store", Takes::Dyn),
+            ["repository", _] => ("repository", Takes::Dyn),
+            ["with", module, _] => (*module, Takes::Dyn),
+            ["store", module, _] => (*module, Takes::Store),
+            ["sql_store", module, _] => (*module, Takes::SqlStore),
             other => panic!("an arm this test does not know: {other:?}"),
         };
         let names = &rest[head.len() + 1..rest.find(')').expect("the list's end")];
         for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            listed.insert((module.to_owned(), name.to_owned()));
+            listed.insert((module.to_owned(), name.to_owned(), takes));
         }
     }
     listed
@@ -61,6 +83,12 @@ fn every_suite_function_is_listed_once_under_its_module() {
     let suite = suite_functions(&root.join("src/conformance"));
     let listed = listed_functions(&lib);
     assert!(suite.len() > 20, "the suite was found: {suite:?}");
+    for takes in [Takes::Store, Takes::SqlStore] {
+        assert!(
+            suite.iter().any(|(_, _, t)| *t == takes),
+            "the suite functions taking {takes:?} were found: {suite:?}"
+        );
+    }
     let missing: Vec<_> = suite.difference(&listed).collect();
     let unknown: Vec<_> = listed.difference(&suite).collect();
     assert!(
@@ -84,6 +112,18 @@ fn every_backend_runs_the_suite() {
                 "eventsource_tests::conformance_tests!(eventsource_tests::fixtures::{backend});"
             )),
             "tests/{backend}.rs runs the conformance suite on its own fixture"
+        );
+        // The subscription suite, with the SQL read-model tests where there is SQL.
+        let arm = if backend == "memory" {
+            "subscriptions"
+        } else {
+            "sql_subscriptions"
+        };
+        assert!(
+            text.contains(&format!(
+                "eventsource_tests::conformance_tests!({arm} eventsource_tests::fixtures::{backend}_store);"
+            )),
+            "tests/{backend}.rs runs the subscription suite ({arm}) on its own store"
         );
     }
 }

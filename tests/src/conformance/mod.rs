@@ -13,3 +13,4 @@ pub mod repository;
 pub mod retries;
 pub mod roundtrip;
 pub mod snapshot_store;
+pub mod subscriptions;
