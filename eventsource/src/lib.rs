@@ -197,7 +197,7 @@ struct ReadmeDoctests;
 /// The names most programs need: `use eventsource::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Aggregate, AggregateRepository, AggregateRoot, Apply, DomainEvent, EventStore,
+        Aggregate, AggregateRepository, AggregateRoot, Apply, BoxError, DomainEvent, EventStore,
         ExpectedVersion, InMemoryEventStore, InMemorySnapshotStore, SnapshotMode, SnapshotStore,
     };
 }
