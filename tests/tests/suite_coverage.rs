@@ -43,6 +43,7 @@ fn listed_functions(lib: &str) -> BTreeSet<(String, String)> {
             ["events", _] | ["both", _] => "event_store",
             ["snapshots", _] => "snapshot_store",
             ["repository", _] => "repository",
+            ["feed", _] => "feed",
             ["with", module, _] => module,
             other => panic!("an arm this test does not know: {other:?}"),
         };
