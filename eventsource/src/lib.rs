@@ -73,6 +73,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod aggregate;
+pub mod command;
 mod error;
 pub mod event;
 pub mod feed;
