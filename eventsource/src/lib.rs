@@ -91,6 +91,7 @@ pub mod snapshot;
 pub mod sqlite;
 pub mod store;
 pub mod subscription;
+pub mod testing;
 mod time;
 mod version;
 
