@@ -171,6 +171,14 @@ fn generate(input: &DeriveInput, variants: &[Variant<'_>]) -> TokenStream {
                         #enum_ident::#ident(event)
                     }
                 }
+
+                // A command may return the payload alone.
+                #[automatically_derived]
+                impl ::eventsource::__private::IntoEvents<#enum_ident> for #ty {
+                    fn into_events(self, out: &mut ::std::vec::Vec<#enum_ident>) {
+                        out.push(#enum_ident::#ident(self));
+                    }
+                }
             }
         });
 

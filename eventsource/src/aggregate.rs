@@ -82,21 +82,27 @@ impl<E: DomainEvent> IntoEvents<E> for E {
     }
 }
 
-impl<E> IntoEvents<E> for Vec<E> {
-    fn into_events(mut self, out: &mut Vec<E>) {
-        out.append(&mut self);
+impl<E, T: IntoEvents<E>> IntoEvents<E> for Vec<T> {
+    fn into_events(self, out: &mut Vec<E>) {
+        for e in self {
+            e.into_events(out);
+        }
     }
 }
 
-impl<E> IntoEvents<E> for Option<E> {
+impl<E, T: IntoEvents<E>> IntoEvents<E> for Option<T> {
     fn into_events(self, out: &mut Vec<E>) {
-        out.extend(self);
+        if let Some(e) = self {
+            e.into_events(out);
+        }
     }
 }
 
-impl<E, const N: usize> IntoEvents<E> for [E; N] {
+impl<E, T: IntoEvents<E>, const N: usize> IntoEvents<E> for [T; N] {
     fn into_events(self, out: &mut Vec<E>) {
-        out.extend(self);
+        for e in self {
+            e.into_events(out);
+        }
     }
 }
 

@@ -30,9 +30,7 @@ pub enum Error {
     },
 
     /// Optimistic concurrency: the stream was not at the expected version. Nothing was written.
-    #[error(
-        "concurrency conflict on {aggregate_type}/{aggregate_id}: expected {expected}, but the stream is at version {actual}"
-    )]
+    #[error("{}", conflict_message(aggregate_type, aggregate_id, expected, *actual))]
     Conflict {
         /// The aggregate type written to.
         aggregate_type: String,
@@ -194,6 +192,26 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+}
+
+/// The text of [`Error::Conflict`]: a writer that expected a new stream is told the
+/// aggregate already exists.
+fn conflict_message(
+    aggregate_type: &str,
+    aggregate_id: &Uuid,
+    expected: &ExpectedVersion,
+    actual: u64,
+) -> String {
+    match expected {
+        ExpectedVersion::Exact(0) => format!(
+            "aggregate {aggregate_type}/{aggregate_id} already exists (at version {actual}): \
+             load it instead of creating it"
+        ),
+        _ => format!(
+            "concurrency conflict on {aggregate_type}/{aggregate_id}: expected {expected}, \
+             but the stream is at version {actual}"
+        ),
+    }
 }
 
 impl Error {

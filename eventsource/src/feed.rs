@@ -1,6 +1,6 @@
 //! The global feed: every committed event of a store, in one order that never changes.
 //!
-//! A consumer reads the feed page by page with [`EventStore::read_feed`], keeping the
+//! A consumer reads the feed page by page with [`EventStore::read_feed`](crate::EventStore::read_feed), keeping the
 //! [`Checkpoint`] of the last page; read again from that checkpoint, it gets every event
 //! committed since, exactly once, and never an event that belongs before the checkpoint.
 //! [Subscriptions](crate::subscription) do this for you, durably.
@@ -16,9 +16,10 @@
 //!   transaction below that horizon has finished, so nothing can appear behind a
 //!   checkpoint. The cost to writers is one `xid8` column filled by a default and one
 //!   index; appends take no extra lock and no extra round trip. The cost to readers: a
-//!   transaction that stays open (a long batch job, a session left `idle in transaction`,
-//!   even one that writes nothing to `events`) holds the horizon back, and the feed shows
-//!   nothing newer until it ends. The page says so ([`FeedPage::held_back`]); a
+//!   transaction that has written anything, anywhere in the cluster, and stays open (a
+//!   long batch job, a session left `idle in transaction`, even one that never touches
+//!   `events`) holds the horizon back, and the feed shows nothing newer until it ends.
+//!   Read-only transactions take no transaction id and hold nothing back. The page says so ([`FeedPage::held_back`]); a
 //!   subscription logs a warning naming the transaction and counts the stall. It never
 //!   skips.
 //! - **SQLite** lets one writer in at a time, from `BEGIN IMMEDIATE` to `COMMIT`, so

@@ -73,6 +73,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod aggregate;
+pub mod command;
 mod error;
 pub mod event;
 pub mod feed;
@@ -90,6 +91,7 @@ pub mod snapshot;
 pub mod sqlite;
 pub mod store;
 pub mod subscription;
+pub mod testing;
 mod time;
 mod version;
 
@@ -197,7 +199,7 @@ struct ReadmeDoctests;
 /// The names most programs need: `use eventsource::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Aggregate, AggregateRepository, AggregateRoot, Apply, DomainEvent, EventStore,
+        Aggregate, AggregateRepository, AggregateRoot, Apply, BoxError, DomainEvent, EventStore,
         ExpectedVersion, InMemoryEventStore, InMemorySnapshotStore, SnapshotMode, SnapshotStore,
     };
 }

@@ -3,6 +3,8 @@
 pub use serde;
 pub use serde_json;
 
+pub use crate::aggregate::IntoEvents;
+
 pub use crate::snapshot::{
     AllOf, AnyOf, CostlyLoad, EveryNEvents, Never, OnEvents, SnapshotStrategy, TimeSinceSnapshot,
 };

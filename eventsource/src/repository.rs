@@ -10,7 +10,8 @@ use chrono::{DateTime, SubsecRound, Utc};
 use tracing::{Instrument, Span, field};
 use uuid::Uuid;
 
-use crate::aggregate::Aggregate;
+use crate::aggregate::{Aggregate, IntoEvents};
+use crate::command::{Command, CommandError, CommandOptions, ConflictRetry, Executed};
 use crate::error::{Error, Result};
 use crate::event::{DomainEvent, NewEvent};
 use crate::load::{Loaded, Loader};
@@ -44,7 +45,19 @@ pub struct AggregateRepository<A: Aggregate> {
     /// Aggregates whose state was refused as a snapshot: logged as an error the first
     /// time only, so a state that can never be stored does not flood the log.
     refused: Arc<Mutex<HashSet<Uuid>>>,
+    retry: ConflictRetry,
     _aggregate: PhantomData<fn() -> A>,
+}
+
+/// Whether a command run may create the aggregate.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Create {
+    /// It must exist.
+    Never,
+    /// It must not exist.
+    New,
+    /// Either.
+    IfMissing,
 }
 
 /// How many refused aggregates a repository remembers (to log each once).
@@ -59,6 +72,7 @@ impl<A: Aggregate> Clone for AggregateRepository<A> {
             background: self.background.clone(),
             clock: Arc::clone(&self.clock),
             refused: Arc::clone(&self.refused),
+            retry: self.retry.clone(),
             _aggregate: PhantomData,
         }
     }
@@ -83,6 +97,7 @@ pub struct RepositoryBuilder<A: Aggregate> {
     policy: SnapshotPolicy,
     max_background: usize,
     clock: Clock,
+    retry: ConflictRetry,
     invalid: Option<Error>,
     _aggregate: PhantomData<fn() -> A>,
 }
@@ -170,6 +185,13 @@ impl<A: Aggregate> RepositoryBuilder<A> {
         self
     }
 
+    /// How [`execute`](AggregateRepository::execute) retries a command whose save
+    /// conflicted ([`ConflictRetry::default`] unless set).
+    pub fn conflict_retry(mut self, policy: ConflictRetry) -> Self {
+        self.retry = policy;
+        self
+    }
+
     /// The repository, or the last invalid setting made.
     pub fn build(self) -> Result<AggregateRepository<A>> {
         if let Some(error) = self.invalid {
@@ -182,6 +204,7 @@ impl<A: Aggregate> RepositoryBuilder<A> {
             self.max_background,
         );
         repo.clock = self.clock;
+        repo.retry = self.retry;
         Ok(repo)
     }
 }
@@ -195,6 +218,7 @@ impl<A: Aggregate> AggregateRepository<A> {
             policy: A::snapshot_policy(),
             max_background: DEFAULT_MAX_BACKGROUND_SNAPSHOTS,
             clock: Arc::new(Utc::now),
+            retry: ConflictRetry::default(),
             invalid: None,
             _aggregate: PhantomData,
         }
@@ -239,6 +263,7 @@ impl<A: Aggregate> AggregateRepository<A> {
             background,
             clock: Arc::new(Utc::now),
             refused: Arc::default(),
+            retry: ConflictRetry::default(),
             _aggregate: PhantomData,
         }
     }
@@ -261,6 +286,195 @@ impl<A: Aggregate> AggregateRepository<A> {
     /// A new aggregate at version 0; nothing is stored until it is saved.
     pub fn create_new(&self, id: Uuid) -> AggregateRoot<A> {
         AggregateRoot::new(id)
+    }
+
+    /// Runs `command` on the aggregate and saves the events it returns; on a conflict
+    /// with another writer, loads again and re-runs it, as the repository's
+    /// [`ConflictRetry`] says. See the [`command`](crate::command) module.
+    ///
+    /// The aggregate must exist ([`Error::NotFound`] otherwise, as
+    /// [`CommandError::Store`]).
+    pub async fn execute<C: Command<A>>(
+        &self,
+        id: Uuid,
+        command: C,
+    ) -> std::result::Result<Executed<A>, CommandError<C::Error>> {
+        self.run_command(id, &command, &CommandOptions::default(), Create::Never)
+            .await
+    }
+
+    /// [`execute`](Self::execute) with per-command metadata and an optional command id.
+    pub async fn execute_with<C: Command<A>>(
+        &self,
+        id: Uuid,
+        command: C,
+        options: CommandOptions,
+    ) -> std::result::Result<Executed<A>, CommandError<C::Error>> {
+        self.run_command(id, &command, &options, Create::Never)
+            .await
+    }
+
+    /// Runs `command` on a new aggregate (the default state) and saves its events. If the
+    /// aggregate already exists, nothing is written and the error is an
+    /// [`Error::Conflict`] expecting version 0 (its message says the aggregate already
+    /// exists); it is not retried.
+    pub async fn execute_new<C: Command<A>>(
+        &self,
+        id: Uuid,
+        command: C,
+    ) -> std::result::Result<Executed<A>, CommandError<C::Error>> {
+        self.run_command(id, &command, &CommandOptions::default(), Create::New)
+            .await
+    }
+
+    /// [`execute_new`](Self::execute_new) with per-command metadata and a command id.
+    pub async fn execute_new_with<C: Command<A>>(
+        &self,
+        id: Uuid,
+        command: C,
+        options: CommandOptions,
+    ) -> std::result::Result<Executed<A>, CommandError<C::Error>> {
+        self.run_command(id, &command, &options, Create::New).await
+    }
+
+    /// Runs `command` on the aggregate, or on a new one if it has no events, with
+    /// conflict retries.
+    pub async fn execute_or_create<C: Command<A>>(
+        &self,
+        id: Uuid,
+        command: C,
+        options: CommandOptions,
+    ) -> std::result::Result<Executed<A>, CommandError<C::Error>> {
+        self.run_command(id, &command, &options, Create::IfMissing)
+            .await
+    }
+
+    async fn run_command<C: Command<A>>(
+        &self,
+        id: Uuid,
+        command: &C,
+        options: &CommandOptions,
+        create: Create,
+    ) -> std::result::Result<Executed<A>, CommandError<C::Error>> {
+        let max = self.retry.max_attempts.max(1);
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            if let Some(command_id) = options.command_id
+                && let Some(done) = self.find_command(id, command_id, attempts).await?
+            {
+                return Ok(done);
+            }
+            let mut root = match create {
+                Create::Never => self.load(id).await?,
+                Create::New => AggregateRoot::new(id),
+                Create::IfMissing => self.load_or_create(id).await?,
+            };
+            let mut decided = Vec::new();
+            command
+                .handle(root.state())
+                .await
+                .map_err(CommandError::Rejected)?
+                .into_events(&mut decided);
+            let events = decided.clone();
+            for (i, event) in decided.into_iter().enumerate() {
+                let event_id = match options.command_id {
+                    Some(c) => crate::command::event_id(c, i as u64),
+                    None => Uuid::new_v4(),
+                };
+                root.record_with(event, event_id, &options.metadata);
+            }
+            match self.save(&mut root).await {
+                Ok(()) => {
+                    return Ok(Executed {
+                        root,
+                        events,
+                        attempts,
+                        already_applied: false,
+                    });
+                }
+                Err(e @ Error::Conflict { .. }) => {
+                    if create == Create::New {
+                        return Err(CommandError::Store(e));
+                    }
+                    if attempts >= max {
+                        return Err(CommandError::Conflict {
+                            attempts,
+                            source: e,
+                        });
+                    }
+                    tracing::debug!(aggregate_type = A::TYPE, aggregate_id = %id, attempts, "eventsource: command conflicted; running it again");
+                    crate::time::pause(self.retry.backoff(attempts)).await;
+                }
+                // Another run of the same command id appended meanwhile: report it.
+                Err(Error::DuplicateEventId { .. })
+                    if options.command_id.is_some() && attempts < max => {}
+                Err(e) => return Err(CommandError::Store(e)),
+            }
+        }
+    }
+
+    /// The outcome of an earlier run of `command_id` on this aggregate, if there was one.
+    async fn find_command(
+        &self,
+        id: Uuid,
+        command_id: Uuid,
+        attempts: u32,
+    ) -> Result<Option<Executed<A>>> {
+        let first = crate::command::event_id(command_id, 0);
+        let Some(found) = self.events.find_event(first).await? else {
+            return Ok(None);
+        };
+        if found.aggregate_type != A::TYPE || found.aggregate_id != id {
+            return Err(Error::invalid(
+                "command_id",
+                format!(
+                    "command id {command_id} was already run on {}/{}, not on {}/{id}",
+                    found.aggregate_type,
+                    found.aggregate_id,
+                    A::TYPE
+                ),
+            ));
+        }
+        let mut events = Vec::new();
+        let mut next = 0u64;
+        let mut failed = None;
+        self.events
+            .read_stream(A::TYPE, id, found.version, &mut |e| {
+                if failed.is_some() || e.event_id != crate::command::event_id(command_id, next) {
+                    return Ok(());
+                }
+                match <A::Event as DomainEvent>::from_payload(
+                    e.event_type,
+                    e.event_version,
+                    e.payload,
+                ) {
+                    Ok(event) => events.push(event),
+                    Err(source) => {
+                        failed = Some(Error::EventDecode {
+                            aggregate_type: A::TYPE.to_owned(),
+                            aggregate_id: id,
+                            version: e.version,
+                            event_type: e.event_type.to_owned(),
+                            event_version: e.event_version,
+                            source,
+                        })
+                    }
+                }
+                next += 1;
+                Ok(())
+            })
+            .await?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let root = self.load(id).await?;
+        Ok(Some(Executed {
+            root,
+            events,
+            attempts,
+            already_applied: true,
+        }))
     }
 
     /// `true` if the aggregate has at least one stored event.

@@ -187,6 +187,23 @@ impl<A: Aggregate> AggregateRoot<A> {
         });
     }
 
+    /// Records one event with a given id and metadata (a command run's).
+    pub(crate) fn record_with(
+        &mut self,
+        event: A::Event,
+        event_id: Uuid,
+        metadata: &EventMetadata,
+    ) {
+        self.state.apply_event(&event);
+        self.version += 1;
+        self.uncommitted.push(Uncommitted {
+            event,
+            event_id,
+            occurred_at: Utc::now(),
+            metadata: metadata.clone(),
+        });
+    }
+
     /// Applies an event read from the store. Its version must be the next one.
     pub(crate) fn apply_stored(&mut self, version: u64, event: &A::Event) -> Result<()> {
         let expected = self.version + 1;

@@ -33,6 +33,13 @@ pub(crate) async fn within<F: Future>(limit: Duration, future: F) -> Option<F::O
     }
 }
 
+/// Waits `d`; without a time driver, not at all.
+pub(crate) async fn pause(d: Duration) {
+    if let Some(sleep) = sleep(d) {
+        sleep.await;
+    }
+}
+
 /// A Tokio sleep, or `None` (and a warning, once) on a runtime without a time driver.
 fn sleep(limit: Duration) -> Option<tokio::time::Sleep> {
     static QUIET_PROBES: Once = Once::new();

@@ -148,8 +148,9 @@ impl Drop for TempDir {
 /// built by `$fixture` (an `async fn() -> Option<Stores>`; `None` skips the test).
 ///
 /// Every function of [`conformance::event_store`] and [`conformance::snapshot_store`]
-/// is listed here: a function missing from this list runs on no backend. The `@with`
-/// lists name the module of functions that take both stores.
+/// is listed here: a function missing from this list runs on no backend. The `@feed`
+/// list holds the functions of [`conformance::feed`] (they take the event store); the
+/// `@with` lists name the module of functions that take both stores.
 ///
 /// The subscription suite, [`conformance::subscriptions`], is generic over the store's
 /// type: `conformance_tests!(subscriptions $fixture)` runs it on a fixture returning
@@ -215,6 +216,17 @@ macro_rules! conformance_tests {
             repository_background_snapshots,
             repository_manual_snapshot,
             repository_concurrent_saves,
+        );
+        $crate::conformance_tests!(@feed $fixture;
+            feed_pages_through_every_event_once,
+            feed_limit_zero_reads_nothing,
+            feed_filters_by_aggregate_and_event_type,
+            feed_moves_past_filtered_out_events,
+            feed_decodes_typed_envelopes,
+            feed_refuses_a_checkpoint_ahead_of_the_store,
+            feed_refuses_bad_filter_names,
+            append_signal_changes_after_an_append,
+            feed_follows_concurrent_writers,
         );
         $crate::conformance_tests!(@with roundtrip $fixture;
             values_round_trip_bitwise,
@@ -296,6 +308,14 @@ macro_rules! conformance_tests {
         async fn $name() {
             let Some(stores) = $fixture().await else { return };
             $crate::conformance::event_store::$name(stores.events.clone()).await;
+            stores.close().await;
+        }
+    )*};
+    (@feed $fixture:path; $($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            let Some(stores) = $fixture().await else { return };
+            $crate::conformance::feed::$name(stores.events.clone()).await;
             stores.close().await;
         }
     )*};

@@ -63,6 +63,7 @@ fn listed_functions(lib: &str) -> BTreeSet<(String, String, Takes)> {
             ["events", _] | ["both", _] => ("event_store", Takes::Dyn),
             ["snapshots", _] => ("snapshot_store", Takes::Dyn),
             ["repository", _] => ("repository", Takes::Dyn),
+            ["feed", _] => ("feed", Takes::Dyn),
             ["with", module, _] => (*module, Takes::Dyn),
             ["store", module, _] => (*module, Takes::Store),
             ["sql_store", module, _] => (*module, Takes::SqlStore),

@@ -213,6 +213,14 @@ impl EventStore for InMemoryEventStore {
             .collect()
     }
 
+    async fn find_event(&self, event_id: Uuid) -> Result<Option<RecordedEvent>> {
+        let log = self.read();
+        log.ids
+            .get(&event_id)
+            .map(|&i| log.events[i].as_ref(i).to_recorded())
+            .transpose()
+    }
+
     async fn read_feed(&self, query: &FeedQuery) -> Result<FeedPage> {
         query.check()?;
         let log = self.read();

@@ -331,6 +331,29 @@ const READ_FEED_SQL: &str = concat!(
     "ORDER BY e.transaction_id, e.position"
 );
 
+/// Reads a row of [`READ_ALL_SQL`] or [`FIND_EVENT_SQL`].
+fn recorded(row: &PgRow) -> Result<RecordedEvent> {
+    let aggregate_type: &str = row.try_get(8).map_err(|e| {
+        Error::corrupt_row("events", None, None, format!("column aggregate_type: {e}"))
+    })?;
+    let aggregate_id: Uuid = row.try_get(9).map_err(|e| {
+        Error::corrupt_row(
+            "events",
+            Some(aggregate_type),
+            None,
+            format!("column aggregate_id: {e}"),
+        )
+    })?;
+    let event = event_ref(row, aggregate_type, aggregate_id)
+        .map_err(|m| Error::corrupt_event(aggregate_type, aggregate_id, m))?;
+    event.to_recorded()
+}
+
+/// `find_event`: the columns of [`READ_ALL_SQL`], for one event id.
+const FIND_EVENT_SQL: &str = "SELECT position, event_id, version, event_type, event_version, \
+     payload::text, metadata::text, occurred_at, aggregate_type, aggregate_id FROM events \
+     WHERE event_id = $1";
+
 #[async_trait]
 impl EventStore for PostgresEventStore {
     async fn append(
@@ -505,24 +528,23 @@ impl EventStore for PostgresEventStore {
             .fetch(&self.pool);
         let mut out = Vec::new();
         visit_rows(rows, |row: &PgRow| {
-            let aggregate_type: &str = row.try_get(8).map_err(|e| {
-                Error::corrupt_row("events", None, None, format!("column aggregate_type: {e}"))
-            })?;
-            let aggregate_id: Uuid = row.try_get(9).map_err(|e| {
-                Error::corrupt_row(
-                    "events",
-                    Some(aggregate_type),
-                    None,
-                    format!("column aggregate_id: {e}"),
-                )
-            })?;
-            let event = event_ref(row, aggregate_type, aggregate_id)
-                .map_err(|m| Error::corrupt_event(aggregate_type, aggregate_id, m))?;
-            out.push(event.to_recorded()?);
+            out.push(recorded(row)?);
             Ok(ControlFlow::Continue(()))
         })
         .await?;
         Ok(out)
+    }
+
+    async fn find_event(&self, event_id: Uuid) -> Result<Option<RecordedEvent>> {
+        let rows = sqlx::query(FIND_EVENT_SQL)
+            .bind(event_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Error::backend)?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        recorded(row).map(Some)
     }
 
     async fn read_feed(&self, query: &FeedQuery) -> Result<FeedPage> {

@@ -266,6 +266,28 @@ const READ_FEED_SQL: &str = "WITH head AS (SELECT coalesce(max(position), 0) AS 
      AND (?3 IS NULL OR event_type IN (SELECT value FROM json_each(?3))) \
      ORDER BY position LIMIT ?4) e ON 1 ORDER BY e.position";
 
+/// Reads a row of [`READ_ALL_SQL`] or [`FIND_EVENT_SQL`].
+fn recorded(row: &SqliteRow) -> Result<RecordedEvent> {
+    let aggregate_type: &str = row.try_get(8).map_err(|e| {
+        Error::corrupt_row("events", None, None, format!("column aggregate_type: {e}"))
+    })?;
+    let corrupt =
+        |id: Option<Uuid>, m: String| Error::corrupt_row("events", Some(aggregate_type), id, m);
+    let id_text: &str = row
+        .try_get(9)
+        .map_err(|e| corrupt(None, format!("column aggregate_id: {e}")))?;
+    let aggregate_id = Uuid::parse_str(id_text)
+        .map_err(|e| corrupt(None, format!("aggregate_id `{id_text}` is not a UUID: {e}")))?;
+    let event =
+        event_ref(row, aggregate_type, aggregate_id).map_err(|m| corrupt(Some(aggregate_id), m))?;
+    event.to_recorded()
+}
+
+/// `find_event`: the columns of [`READ_ALL_SQL`], for one event id.
+const FIND_EVENT_SQL: &str = "SELECT position, event_id, version, event_type, event_version, \
+     payload, metadata, occurred_at, aggregate_type, aggregate_id FROM events \
+     WHERE event_id = ?1";
+
 #[async_trait]
 impl EventStore for SqliteEventStore {
     async fn append(
@@ -414,25 +436,23 @@ impl EventStore for SqliteEventStore {
             .fetch(&self.pool);
         let mut out = Vec::new();
         visit_rows(rows, |row| {
-            let aggregate_type: &str = row.try_get(8).map_err(|e| {
-                Error::corrupt_row("events", None, None, format!("column aggregate_type: {e}"))
-            })?;
-            let corrupt = |id: Option<Uuid>, m: String| {
-                Error::corrupt_row("events", Some(aggregate_type), id, m)
-            };
-            let id_text: &str = row
-                .try_get(9)
-                .map_err(|e| corrupt(None, format!("column aggregate_id: {e}")))?;
-            let aggregate_id = Uuid::parse_str(id_text).map_err(|e| {
-                corrupt(None, format!("aggregate_id `{id_text}` is not a UUID: {e}"))
-            })?;
-            let event = event_ref(row, aggregate_type, aggregate_id)
-                .map_err(|m| corrupt(Some(aggregate_id), m))?;
-            out.push(event.to_recorded()?);
+            out.push(recorded(row)?);
             Ok(ControlFlow::Continue(()))
         })
         .await?;
         Ok(out)
+    }
+
+    async fn find_event(&self, event_id: Uuid) -> Result<Option<RecordedEvent>> {
+        let rows = sqlx::query(FIND_EVENT_SQL)
+            .bind(event_id.to_string())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Error::backend)?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        recorded(row).map(Some)
     }
 
     async fn read_feed(&self, query: &FeedQuery) -> Result<FeedPage> {

@@ -97,6 +97,9 @@ pub trait EventStore: Send + Sync + fmt::Debug {
     /// [`read_feed`](Self::read_feed) instead.
     async fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>>;
 
+    /// The event with this id, in any stream, or `None`.
+    async fn find_event(&self, event_id: Uuid) -> Result<Option<RecordedEvent>>;
+
     /// A page of the global [feed](crate::feed): up to `query`'s limit of the committed
     /// events after its checkpoint that pass its filters, in feed order.
     ///

@@ -6,6 +6,7 @@
 
 pub mod event_store;
 pub mod faults;
+pub mod feed;
 pub mod hostile;
 pub mod hostile_values;
 pub mod nonfinite;
