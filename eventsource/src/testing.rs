@@ -285,7 +285,6 @@ impl<P: Projection<()>> ProjectionTest<P> {
     /// # Panics
     ///
     /// When the projection returns an error.
-    #[track_caller]
     pub async fn given<T: IntoEvents<P::Event>>(
         mut self,
         aggregate_type: &str,

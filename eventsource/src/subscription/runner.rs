@@ -211,6 +211,11 @@ impl<S: SubscriptionStore> Subscription<S> {
 
     /// Runs `projection` from the checkpoint to the end of the feed, committing as it
     /// goes, and returns it. With several partitions, runs each in turn.
+    ///
+    /// On PostgreSQL, events that committed behind an older transaction still open are
+    /// part of the feed's end: `catch_up` waits for that transaction (logging a stall
+    /// warning after [`stall_warning`](Self::stall_warning)) rather than return without
+    /// them.
     pub async fn catch_up<P>(&self, projection: P) -> Result<P>
     where
         P: Projection<S::Connection>,
@@ -553,6 +558,7 @@ impl<S: SubscriptionStore> Subscription<S> {
         let mut held_since: Option<Instant> = None;
         let mut warned = false;
         let mut held_wait = Duration::from_millis(2);
+        let mut pending: Option<(Uuid, crate::BoxError)> = None;
         loop {
             if stop.requested() {
                 return Ok(());
@@ -601,13 +607,25 @@ impl<S: SubscriptionStore> Subscription<S> {
             if !mine.is_empty() {
                 match self
                     .handle_batch(
-                        consumer, partition, &mine, page.next, stored, &mut stop, status,
+                        consumer,
+                        partition,
+                        &mine,
+                        page.next,
+                        stored,
+                        &mut pending,
+                        &mut stop,
+                        status,
                     )
                     .await?
                 {
                     Batch::Committed(to) => {
                         stored = to;
                         read_at = to;
+                        if to != page.next {
+                            // Only part of the page committed (a failure in it): the rest
+                            // is read again.
+                            continue;
+                        }
                     }
                     Batch::Moved => {
                         // Another process moved the checkpoint: start from where it is.
@@ -621,6 +639,7 @@ impl<S: SubscriptionStore> Subscription<S> {
                         };
                         stored = c;
                         read_at = c;
+                        continue;
                     }
                     Batch::Stopped => return Ok(()),
                 }
@@ -638,6 +657,16 @@ impl<S: SubscriptionStore> Subscription<S> {
             status.send_modify(|s| s.caught_up = true);
             match mode {
                 Mode::CatchUp => {
+                    if page.held_back {
+                        // Committed events wait behind an older open transaction: catching
+                        // up means handling them too, so wait for it (the stall warning
+                        // above says what holds the feed back).
+                        held_wait = (held_wait * 2).min(Duration::from_millis(100));
+                        if stop.sleep(held_wait).await {
+                            return Ok(());
+                        }
+                        continue;
+                    }
                     if read_at != stored {
                         // Persist the scan past events of other partitions or types; if
                         // another process moved the checkpoint meanwhile, it keeps its own.
@@ -678,12 +707,22 @@ impl<S: SubscriptionStore> Subscription<S> {
         events: &[&FeedEvent],
         page_next: Checkpoint,
         stored: Checkpoint,
+        pending: &mut Option<(Uuid, crate::BoxError)>,
         stop: &mut Stop,
         status: &watch::Sender<SubscriptionStatus>,
     ) -> Result<Batch>
     where
         C: Consumer<S::Connection>,
     {
+        // An event that failed inside the previous batch, now first: its first attempt
+        // is spent, so it goes straight to its retries.
+        if let Some((id, err)) = pending.take() {
+            if events[0].event.event_id == id {
+                return self
+                    .retry_alone(consumer, partition, events[0], stored, err, stop, status)
+                    .await;
+            }
+        }
         let mut end = events.len();
         loop {
             let mut tx = self.begin(stop).await?;
@@ -748,6 +787,9 @@ impl<S: SubscriptionStore> Subscription<S> {
                 Some((i, err)) => {
                     drop(tx);
                     tracing::debug!(subscription = %self.name, error = %err, "eventsource: batch failed; committing the events before the failing one");
+                    if pending.is_none() {
+                        *pending = Some((events[i].event.event_id, err));
+                    }
                     end = i;
                 }
             }
