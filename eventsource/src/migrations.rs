@@ -84,6 +84,8 @@ pub fn schema(table: Table, backend: Backend) -> &'static str {
             include_str!("../../migrations/postgres/20261123000001_create_events.sql"),
             "\n",
             include_str!("../../migrations/postgres/20261202000005_feed_transaction_ids.sql"),
+            "\n",
+            include_str!("../../migrations/postgres/20261202000007_stream_index.sql"),
         ),
         (Backend::Postgres, Table::Subscriptions) => {
             include_str!("../../migrations/postgres/20261202000006_subscriptions.sql")
@@ -98,9 +100,11 @@ pub fn schema(table: Table, backend: Backend) -> &'static str {
             "\n",
             include_str!("../../migrations/postgres/20261202000004_snapshot_read_function.sql"),
         ),
-        (Backend::Sqlite, Table::Events) => {
-            include_str!("../../migrations/sqlite/20261123000001_create_events.sql")
-        }
+        (Backend::Sqlite, Table::Events) => concat!(
+            include_str!("../../migrations/sqlite/20261123000001_create_events.sql"),
+            "\n",
+            include_str!("../../migrations/sqlite/20261202000004_stream_index.sql"),
+        ),
         (Backend::Sqlite, Table::Snapshots) => {
             include_str!("../../migrations/sqlite/20261123000002_create_snapshots.sql")
         }

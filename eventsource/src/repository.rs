@@ -477,6 +477,46 @@ impl<A: Aggregate> AggregateRepository<A> {
         }))
     }
 
+    /// The ids of this type's aggregates, in id order, after `after` when given, at most
+    /// `limit`: page on with the last id of a page.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> eventsource::Result<()> {
+    /// # use eventsource::prelude::*;
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Clone, Debug, Serialize, Deserialize)] pub struct Opened;
+    /// # #[derive(DomainEvent, Clone, Debug)] pub enum AccountEvent { Opened(Opened) }
+    /// # #[derive(Aggregate, Clone, Debug, Default, Serialize, Deserialize)]
+    /// # #[aggregate(name = "Account", event = AccountEvent)]
+    /// # pub struct Account;
+    /// # impl Apply<Opened> for Account { fn apply(&mut self, _: &Opened) {} }
+    /// let repo = AggregateRepository::<Account>::new(std::sync::Arc::new(InMemoryEventStore::new()));
+    /// for _ in 0..5 {
+    ///     repo.execute_new(uuid::Uuid::new_v4(), |_: &Account| Ok::<_, String>(Opened)).await.unwrap();
+    /// }
+    /// let mut all = Vec::new();
+    /// let mut after = None;
+    /// loop {
+    ///     let page = repo.aggregate_ids(after, 2).await?;
+    ///     let Some(last) = page.last() else { break };
+    ///     after = Some(*last);
+    ///     all.extend(page);
+    /// }
+    /// assert_eq!(all.len(), 5);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn aggregate_ids(&self, after: Option<Uuid>, limit: usize) -> Result<Vec<Uuid>> {
+        self.events.aggregate_ids(A::TYPE, after, limit).await
+    }
+
+    /// The aggregate's current version (its last event's), without loading it; `None`
+    /// when it has no events.
+    pub async fn version(&self, id: Uuid) -> Result<Option<u64>> {
+        self.events.stream_version(A::TYPE, id).await
+    }
+
     /// `true` if the aggregate has at least one stored event.
     pub async fn exists(&self, id: Uuid) -> Result<bool> {
         Ok(self.events.stream_version(A::TYPE, id).await?.is_some())

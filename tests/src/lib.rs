@@ -198,6 +198,7 @@ macro_rules! conformance_tests {
             read_all_order_and_paging,
             aggregate_types_are_isolated,
             awkward_type_names,
+            aggregate_ids_page_in_id_order,
         );
         $crate::conformance_tests!(@snapshots $fixture;
             snapshot_round_trip,

@@ -82,7 +82,7 @@ async fn migrations_are_idempotent_and_keep_their_own_history() {
     .fetch_one(store.pool())
     .await
     .expect("count applied migrations");
-    assert_eq!(applied, 3);
+    assert_eq!(applied, 4);
     let sqlx_table: Option<String> =
         sqlx::query_scalar("SELECT name FROM sqlite_master WHERE name = '_sqlx_migrations'")
             .fetch_optional(store.pool())

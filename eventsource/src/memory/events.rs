@@ -213,6 +213,25 @@ impl EventStore for InMemoryEventStore {
             .collect()
     }
 
+    async fn aggregate_ids(
+        &self,
+        aggregate_type: &str,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<Uuid>> {
+        checks::name("aggregate_type", aggregate_type)?;
+        let log = self.read();
+        let mut ids: Vec<Uuid> = log
+            .streams
+            .keys()
+            .filter(|(t, id)| t == aggregate_type && after.is_none_or(|a| *id > a))
+            .map(|(_, id)| *id)
+            .collect();
+        ids.sort_unstable();
+        ids.truncate(limit);
+        Ok(ids)
+    }
+
     async fn find_event(&self, event_id: Uuid) -> Result<Option<RecordedEvent>> {
         let log = self.read();
         log.ids

@@ -535,6 +535,26 @@ impl EventStore for PostgresEventStore {
         Ok(out)
     }
 
+    async fn aggregate_ids(
+        &self,
+        aggregate_type: &str,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<Uuid>> {
+        checks::name("aggregate_type", aggregate_type)?;
+        let rows: Vec<(Uuid,)> = sqlx::query_as(
+            "SELECT aggregate_id FROM events WHERE aggregate_type = $1 AND version = 1 \
+             AND ($2::uuid IS NULL OR aggregate_id > $2) ORDER BY aggregate_id LIMIT $3",
+        )
+        .bind(aggregate_type)
+        .bind(after)
+        .bind(crate::store::rows::saturating_i64(limit as u64))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::backend)?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
     async fn find_event(&self, event_id: Uuid) -> Result<Option<RecordedEvent>> {
         let rows = sqlx::query(FIND_EVENT_SQL)
             .bind(event_id)

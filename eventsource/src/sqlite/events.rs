@@ -443,6 +443,37 @@ impl EventStore for SqliteEventStore {
         Ok(out)
     }
 
+    async fn aggregate_ids(
+        &self,
+        aggregate_type: &str,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<Uuid>> {
+        checks::name("aggregate_type", aggregate_type)?;
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT aggregate_id FROM events WHERE aggregate_type = ?1 AND version = 1 \
+             AND (?2 IS NULL OR aggregate_id > ?2) ORDER BY aggregate_id LIMIT ?3",
+        )
+        .bind(aggregate_type)
+        .bind(after.map(|a| a.to_string()))
+        .bind(crate::store::rows::saturating_i64(limit as u64))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::backend)?;
+        rows.into_iter()
+            .map(|(id,)| {
+                Uuid::parse_str(&id).map_err(|e| {
+                    Error::corrupt_row(
+                        "events",
+                        Some(aggregate_type),
+                        None,
+                        format!("aggregate_id `{id}` is not a UUID: {e}"),
+                    )
+                })
+            })
+            .collect()
+    }
+
     async fn find_event(&self, event_id: Uuid) -> Result<Option<RecordedEvent>> {
         let rows = sqlx::query(FIND_EVENT_SQL)
             .bind(event_id.to_string())

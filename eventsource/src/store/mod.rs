@@ -97,6 +97,16 @@ pub trait EventStore: Send + Sync + fmt::Debug {
     /// [`read_feed`](Self::read_feed) instead.
     async fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>>;
 
+    /// The ids of the aggregates of a type (the streams with at least one event), in id
+    /// order, after `after` when given, at most `limit` of them. Page on with the last id
+    /// of a page.
+    async fn aggregate_ids(
+        &self,
+        aggregate_type: &str,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<Uuid>>;
+
     /// The event with this id, in any stream, or `None`.
     async fn find_event(&self, event_id: Uuid) -> Result<Option<RecordedEvent>>;
 

@@ -978,3 +978,78 @@ pub async fn read_aggregate(events_store: Arc<dyn EventStore>, snapshots: Arc<dy
     assert!(matches!(v.found, Some(Ok(None))));
     assert_eq!((n, v.versions), (0, vec![]));
 }
+
+/// `aggregate_ids` lists each stream of a type once, in id order, paged after an id;
+/// other types never show; bad names are refused; `stream_version` reads a stream's
+/// version without loading it.
+pub async fn aggregate_ids_page_in_id_order(store: Arc<dyn EventStore>) {
+    let ty = unique_type("Listed");
+    let other = unique_type("Unlisted");
+    let mut ids: Vec<Uuid> = (0..7).map(|_| Uuid::new_v4()).collect();
+    for (i, id) in ids.iter().enumerate() {
+        store
+            .append(&ty, *id, ExpectedVersion::Exact(0), &events(1 + i % 3))
+            .await
+            .expect("append");
+    }
+    store
+        .append(&other, ids[0], ExpectedVersion::Any, &events(2))
+        .await
+        .expect("append another type");
+    ids.sort();
+
+    let mut listed = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .aggregate_ids(&ty, after, 3)
+            .await
+            .expect("aggregate_ids");
+        assert!(page.len() <= 3, "a page holds at most its limit");
+        let Some(last) = page.last() else { break };
+        after = Some(*last);
+        listed.extend(page);
+    }
+    assert_eq!(listed, ids, "every aggregate once, in id order");
+    assert_eq!(
+        store.aggregate_ids(&ty, None, 0).await.expect("limit 0"),
+        Vec::<Uuid>::new()
+    );
+    assert_eq!(
+        store
+            .aggregate_ids(&ty, Some(ids[6]), 10)
+            .await
+            .expect("after the last"),
+        Vec::<Uuid>::new()
+    );
+    assert_eq!(
+        store
+            .aggregate_ids(&unique_type("Empty"), None, 10)
+            .await
+            .expect("unknown type"),
+        Vec::<Uuid>::new()
+    );
+    for bad in ["", "a\0b"] {
+        assert!(
+            matches!(
+                store.aggregate_ids(bad, None, 10).await,
+                Err(Error::InvalidInput {
+                    field: "aggregate_type",
+                    ..
+                })
+            ),
+            "{bad:?}"
+        );
+    }
+    for id in &ids {
+        let version = store.stream_version(&ty, *id).await.expect("version");
+        assert!(matches!(version, Some(1..=3)), "{version:?}");
+    }
+    assert_eq!(
+        store
+            .stream_version(&ty, Uuid::new_v4())
+            .await
+            .expect("no stream"),
+        None
+    );
+}
