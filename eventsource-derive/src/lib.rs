@@ -12,14 +12,14 @@ mod symbol;
 use proc_macro::TokenStream;
 use syn::{DeriveInput, parse_macro_input};
 
-/// Derives `eventsource::DomainEvent` for an enum of newtype variants.
+// Documented where `eventsource` re-exports it (rustdoc would show both texts).
 #[proc_macro_derive(DomainEvent, attributes(event))]
 pub fn derive_domain_event(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     event::expand(&input).into()
 }
 
-/// Derives `eventsource::Aggregate` for a state type.
+// Documented where `eventsource` re-exports it (rustdoc would show both texts).
 #[proc_macro_derive(Aggregate, attributes(aggregate, snapshot))]
 pub fn derive_aggregate(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);

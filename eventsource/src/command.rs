@@ -1,6 +1,6 @@
 //! Commands: load the aggregate, decide, save, and on a conflict do it all again.
 //!
-//! [`AggregateRepository::execute`] replaces the loop every application writes by hand:
+//! [`AggregateRepository::execute`](crate::AggregateRepository::execute) replaces the loop every application writes by hand:
 //! it loads the aggregate, runs the [`Command`] against its state, saves the events it
 //! returns, and when another writer got there first ([`Error::Conflict`]) loads again and
 //! re-runs the command on the fresh state, up to the repository's [`ConflictRetry`]

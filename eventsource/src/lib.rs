@@ -2,8 +2,11 @@
 //! the history grows.
 //!
 //! Declare the events with [`#[derive(DomainEvent)]`](macro@DomainEvent), the state with
-//! [`#[derive(Aggregate)]`](macro@Aggregate) and one [`Apply`] impl per event; then load
-//! and save through an [`AggregateRepository`].
+//! [`#[derive(Aggregate)]`](macro@Aggregate) and one [`Apply`] impl per event; write
+//! commands as functions of the state that return events; then run them through an
+//! [`AggregateRepository`], which loads the aggregate (from its snapshot when there is
+//! one), runs the command, saves its events, and on a conflict with another writer does
+//! it again on the fresh state.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -34,19 +37,28 @@
 //!     fn apply(&mut self, e: &Deposited) { self.balance += e.amount; }
 //! }
 //!
+//! // Commands: the state decides.
+//! impl Account {
+//!     fn deposit(&self, amount: u64) -> Result<Deposited, String> {
+//!         if amount == 0 {
+//!             return Err("nothing to deposit".into());
+//!         }
+//!         Ok(Deposited { amount })
+//!     }
+//! }
+//!
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> eventsource::Result<()> {
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let repo = Account::repository(
 //!     Arc::new(InMemoryEventStore::new()),
 //!     Arc::new(InMemorySnapshotStore::new()),
 //! );
 //! let id = Uuid::new_v4();
-//! let mut account = repo.create_new(id);
-//! account.record(Opened { owner: "ada".into() });
+//! repo.execute_new(id, |_: &Account| Ok::<_, String>(Opened { owner: "ada".into() })).await?;
 //! for _ in 0..150 {
-//!     account.record(Deposited { amount: 2 });
+//!     repo.execute(id, |a: &Account| a.deposit(2)).await?; // a snapshot at version 100
 //! }
-//! repo.save(&mut account).await?; // crosses 100: a snapshot is taken at version 151
+//! assert!(repo.execute(id, |a: &Account| a.deposit(0)).await.is_err());
 //!
 //! let loaded = repo.load(id).await?;
 //! assert_eq!(loaded.version(), 151);
@@ -55,6 +67,17 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Where to read on
+//!
+//! - [`command`]: commands, conflict retries, per-command metadata, command ids.
+//! - [`testing`]: given events, when a command, then events, without a store.
+//! - [`snapshot`]: snapshot strategies, modes, timeouts and schema versions.
+//! - [`feed`] and [`subscription`]: reading events out, exactly once where the read model
+//!   lives in the same database; projections, retries and parking, partitions.
+//! - [`store`]: the store traits and the input rules every store enforces.
+//! - `guide` (with the `sqlite` and `postgres` features): the README, with setup for
+//!   PostgreSQL and SQLite, what the tests show, and how to choose a snapshot policy.
 //!
 //! # Stores and features
 //!
@@ -132,7 +155,7 @@ pub use async_trait::async_trait;
 /// the [`Dispatch`] impl that routes each variant to the aggregate's [`Apply`] impl.
 pub use eventsource_derive::DomainEvent;
 
-/// Derives [`Aggregate`] for a state struct.
+/// Derives [`Aggregate`] for a state type: a struct of any shape, or an enum.
 ///
 /// `#[aggregate(name = "Order", event = OrderEvent)]` names the stored aggregate type and
 /// the event enum; `#[snapshot(schema_version = 1, threshold = 100, mode = "background")]`
@@ -191,10 +214,12 @@ pub use eventsource_derive::DomainEvent;
 /// ```
 pub use eventsource_derive::Aggregate;
 
-/// The README's examples, compiled (and run, but for the database ones) as doctests.
-#[cfg(all(doctest, feature = "sqlite", feature = "postgres"))]
+/// The guide: the README, with its examples compiled (and run, but for the database
+/// ones) as doctests.
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "sqlite", feature = "postgres"))))]
 #[doc = include_str!("../../README.md")]
-struct ReadmeDoctests;
+pub mod guide {}
 
 /// The names most programs need: `use eventsource::prelude::*;`.
 pub mod prelude {
