@@ -12,6 +12,26 @@ use crate::store::EventStore;
 ///
 /// The state starts as [`Default::default`] and changes only by applying events. Its JSON
 /// form is what snapshots store.
+///
+/// ```
+/// # use eventsource::prelude::*;
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Clone, Debug, Serialize, Deserialize)] pub struct Deposited { pub cents: u64 }
+/// # #[derive(DomainEvent, Clone, Debug)] pub enum AccountEvent { Deposited(Deposited) }
+/// # #[derive(Aggregate, Clone, Debug, Default, Serialize, Deserialize)]
+/// # #[aggregate(name = "Account", event = AccountEvent)]
+/// # #[snapshot(schema_version = 1, threshold = 10, mode = "sync")]
+/// # pub struct Account { pub cents: u64 }
+/// # impl Apply<Deposited> for Account { fn apply(&mut self, e: &Deposited) { self.cents += e.cents; } }
+/// assert_eq!(Account::TYPE, "Account");
+/// assert_eq!(Account::SCHEMA_VERSION, 1);
+/// let mut state = Account::default();
+/// state.apply_event(&AccountEvent::Deposited(Deposited { cents: 3 }));
+/// assert_eq!(state.cents, 3);
+/// let json = state.to_snapshot()?;
+/// assert_eq!(Account::from_snapshot(&json)?.cents, 3);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 pub trait Aggregate: Default + Clone + Send + Sync + Sized + 'static {
     /// The aggregate's event enum.
     type Event: DomainEvent;
@@ -53,6 +73,31 @@ pub trait Aggregate: Default + Clone + Send + Sync + Sized + 'static {
 ///
 /// `#[derive(DomainEvent)]` dispatches each variant to the `Apply` impl of its inner type,
 /// so an aggregate must handle every event of its enum.
+///
+/// ```
+/// use eventsource::prelude::*;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Clone, Debug, Serialize, Deserialize)]
+/// pub struct Renamed { pub name: String }
+/// #[derive(DomainEvent, Clone, Debug)]
+/// pub enum ItemEvent { Renamed(Renamed) }
+///
+/// #[derive(Aggregate, Clone, Debug, Default, Serialize, Deserialize)]
+/// #[aggregate(name = "Item", event = ItemEvent)]
+/// pub struct Item { pub name: String }
+///
+/// // Without this impl, the derive of `Item` is a compile error naming `Renamed`.
+/// impl Apply<Renamed> for Item {
+///     fn apply(&mut self, e: &Renamed) {
+///         self.name = e.name.clone();
+///     }
+/// }
+///
+/// let mut item = AggregateRoot::<Item>::new(uuid::Uuid::new_v4());
+/// item.record(Renamed { name: "lamp".into() });
+/// assert_eq!(item.state().name, "lamp");
+/// ```
 #[diagnostic::on_unimplemented(
     message = "aggregate `{Self}` has no handler for event `{E}`",
     label = "`{Self}` must implement `Apply<{E}>`",

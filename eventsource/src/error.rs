@@ -17,6 +17,43 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// Snapshot problems never appear here when loading or saving an aggregate: a missing,
 /// stale, corrupt or mismatched snapshot means a full replay and a log line.
+///
+/// ```
+/// # use eventsource::prelude::*;
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Clone, Debug, Serialize, Deserialize)] pub struct Deposited { pub cents: u64 }
+/// # #[derive(DomainEvent, Clone, Debug)] pub enum AccountEvent { Deposited(Deposited) }
+/// # #[derive(Aggregate, Clone, Debug, Default, Serialize, Deserialize)]
+/// # #[aggregate(name = "Account", event = AccountEvent)]
+/// # #[snapshot(schema_version = 1, threshold = 10, mode = "sync")]
+/// # pub struct Account { pub cents: u64 }
+/// # impl Apply<Deposited> for Account { fn apply(&mut self, e: &Deposited) { self.cents += e.cents; } }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use eventsource::{Error, ExpectedVersion};
+///
+/// let store = InMemoryEventStore::new();
+/// let repo = AggregateRepository::<Account>::new(std::sync::Arc::new(store.clone()));
+/// let id = uuid::Uuid::new_v4();
+/// match repo.load(id).await {
+///     Err(Error::NotFound { aggregate_type, .. }) => assert_eq!(aggregate_type, "Account"),
+///     other => panic!("{other:?}"),
+/// }
+/// let mut account = repo.create_new(id);
+/// account.record(Deposited { cents: 1 });
+/// let mut rival = repo.create_new(id);
+/// rival.record(Deposited { cents: 2 });
+/// repo.save(&mut account).await?;
+/// // The rival also started from version 0: its save is refused, nothing written.
+/// match repo.save(&mut rival).await {
+///     Err(Error::Conflict { expected, actual, .. }) => {
+///         assert_eq!((expected, actual), (ExpectedVersion::Exact(0), 1));
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -36,6 +36,36 @@ pub const DEFAULT_MAX_BACKGROUND_SNAPSHOTS: usize = 4;
 /// only the events after it; saving appends the new events with optimistic concurrency,
 /// then takes a snapshot when the policy asks for one. Clones share the stores and the
 /// background snapshot queue.
+///
+/// ```
+/// # use eventsource::prelude::*;
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Clone, Debug, Serialize, Deserialize)] pub struct Deposited { pub cents: u64 }
+/// # #[derive(DomainEvent, Clone, Debug)] pub enum AccountEvent { Deposited(Deposited) }
+/// # #[derive(Aggregate, Clone, Debug, Default, Serialize, Deserialize)]
+/// # #[aggregate(name = "Account", event = AccountEvent)]
+/// # #[snapshot(schema_version = 1, threshold = 10, mode = "sync")]
+/// # pub struct Account { pub cents: u64 }
+/// # impl Apply<Deposited> for Account { fn apply(&mut self, e: &Deposited) { self.cents += e.cents; } }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+///
+/// let repo = Account::repository(
+///     Arc::new(InMemoryEventStore::new()),
+///     Arc::new(InMemorySnapshotStore::new()),
+/// );
+/// let id = uuid::Uuid::new_v4();
+/// repo.execute_new(id, |_: &Account| Ok::<_, String>(Deposited { cents: 5 })).await?;
+/// for _ in 0..12 {
+///     repo.execute(id, |_: &Account| Ok::<_, String>(Deposited { cents: 1 })).await?;
+/// }
+/// let account = repo.load(id).await?; // from the snapshot at version 10, then 3 events
+/// assert_eq!((account.version(), account.state().cents), (13, 17));
+/// assert!(account.load_history().loaded_from_snapshot);
+/// # Ok(())
+/// # }
+/// ```
 pub struct AggregateRepository<A: Aggregate> {
     events: Arc<dyn EventStore>,
     snapshots: Option<Arc<dyn SnapshotStore>>,
@@ -90,6 +120,31 @@ impl<A: Aggregate> fmt::Debug for AggregateRepository<A> {
 }
 
 /// Builds an [`AggregateRepository`], overriding the aggregate's declared policy if asked.
+///
+/// ```
+/// # use eventsource::prelude::*;
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Clone, Debug, Serialize, Deserialize)] pub struct Deposited { pub cents: u64 }
+/// # #[derive(DomainEvent, Clone, Debug)] pub enum AccountEvent { Deposited(Deposited) }
+/// # #[derive(Aggregate, Clone, Debug, Default, Serialize, Deserialize)]
+/// # #[aggregate(name = "Account", event = AccountEvent)]
+/// # #[snapshot(schema_version = 1, threshold = 10, mode = "sync")]
+/// # pub struct Account { pub cents: u64 }
+/// # impl Apply<Deposited> for Account { fn apply(&mut self, e: &Deposited) { self.cents += e.cents; } }
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use eventsource::command::ConflictRetry;
+///
+/// let repo = AggregateRepository::<Account>::builder(Arc::new(InMemoryEventStore::new()))
+///     .snapshot_store(Arc::new(InMemorySnapshotStore::new()))
+///     .threshold(500) // instead of the declared 10
+///     .mode(SnapshotMode::Background)
+///     .snapshot_timeout(Duration::from_millis(500))
+///     .conflict_retry(ConflictRetry { max_attempts: 20, ..ConflictRetry::default() })
+///     .build()?;
+/// assert_eq!(repo.snapshot_policy().mode, SnapshotMode::Background);
+/// # Ok::<(), eventsource::Error>(())
+/// ```
 #[must_use]
 pub struct RepositoryBuilder<A: Aggregate> {
     events: Arc<dyn EventStore>,

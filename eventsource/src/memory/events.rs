@@ -18,6 +18,26 @@ use crate::version::ExpectedVersion;
 /// It enforces exactly the rules of the durable stores (input checks, conflicts,
 /// duplicate ids, idempotent retries, order), so tests written against it hold on
 /// SQLite and PostgreSQL.
+///
+/// ```
+/// # use eventsource::prelude::*;
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Clone, Debug, Serialize, Deserialize)] pub struct Deposited { pub cents: u64 }
+/// # #[derive(DomainEvent, Clone, Debug)] pub enum AccountEvent { Deposited(Deposited) }
+/// # #[derive(Aggregate, Clone, Debug, Default, Serialize, Deserialize)]
+/// # #[aggregate(name = "Account", event = AccountEvent)]
+/// # #[snapshot(schema_version = 1, threshold = 10, mode = "sync")]
+/// # pub struct Account { pub cents: u64 }
+/// # impl Apply<Deposited> for Account { fn apply(&mut self, e: &Deposited) { self.cents += e.cents; } }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = InMemoryEventStore::new();
+/// let repo = AggregateRepository::<Account>::new(std::sync::Arc::new(store.clone()));
+/// repo.execute_new(uuid::Uuid::new_v4(), |_: &Account| Ok::<_, String>(Deposited { cents: 1 })).await?;
+/// assert_eq!(store.len(), 1); // clones share the events
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct InMemoryEventStore {
     inner: Arc<RwLock<Log>>,

@@ -12,6 +12,33 @@ use crate::snapshot::{Snapshot, SnapshotStore};
 use crate::store::checks;
 
 /// A snapshot store kept in memory. Clones share the same snapshots.
+///
+/// ```
+/// # use eventsource::prelude::*;
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Clone, Debug, Serialize, Deserialize)] pub struct Deposited { pub cents: u64 }
+/// # #[derive(DomainEvent, Clone, Debug)] pub enum AccountEvent { Deposited(Deposited) }
+/// # #[derive(Aggregate, Clone, Debug, Default, Serialize, Deserialize)]
+/// # #[aggregate(name = "Account", event = AccountEvent)]
+/// # #[snapshot(schema_version = 1, threshold = 10, mode = "sync")]
+/// # pub struct Account { pub cents: u64 }
+/// # impl Apply<Deposited> for Account { fn apply(&mut self, e: &Deposited) { self.cents += e.cents; } }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+///
+/// let snapshots = InMemorySnapshotStore::new();
+/// let repo = Account::repository(Arc::new(InMemoryEventStore::new()), Arc::new(snapshots.clone()));
+/// let id = uuid::Uuid::new_v4();
+/// let mut account = repo.create_new(id);
+/// for _ in 0..10 {
+///     account.record(Deposited { cents: 1 });
+/// }
+/// repo.save(&mut account).await?; // the declared threshold is 10: a snapshot
+/// assert_eq!(snapshots.get("Account", id).await?.map(|s| s.version), Some(10));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct InMemorySnapshotStore {
     inner: Arc<Mutex<HashMap<(String, Uuid), Snapshot>>>,

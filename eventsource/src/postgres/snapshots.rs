@@ -32,6 +32,30 @@ use crate::store::guard::Guarded;
 ///
 /// Share the pool of a [`PostgresEventStore`](crate::PostgresEventStore):
 /// `PostgresSnapshotStore::new(events.pool().clone())`.
+///
+/// ```no_run
+/// # use eventsource::prelude::*;
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Clone, Debug, Serialize, Deserialize)] pub struct Deposited { pub cents: u64 }
+/// # #[derive(DomainEvent, Clone, Debug)] pub enum AccountEvent { Deposited(Deposited) }
+/// # #[derive(Aggregate, Clone, Debug, Default, Serialize, Deserialize)]
+/// # #[aggregate(name = "Account", event = AccountEvent)]
+/// # #[snapshot(schema_version = 1, threshold = 10, mode = "sync")]
+/// # pub struct Account { pub cents: u64 }
+/// # impl Apply<Deposited> for Account { fn apply(&mut self, e: &Deposited) { self.cents += e.cents; } }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> eventsource::Result<()> {
+/// use std::sync::Arc;
+/// use eventsource::{PostgresEventStore, PostgresSnapshotStore};
+///
+/// let events = PostgresEventStore::connect("postgres://postgres@127.0.0.1:5432/app").await?;
+/// let snapshots = PostgresSnapshotStore::new(events.pool().clone());
+/// // One pool for both: a load reads the snapshot and the events after it in one statement.
+/// let repo = Account::repository(Arc::new(events), Arc::new(snapshots));
+/// # let _ = repo;
+/// # Ok(())
+/// # }
+/// ```
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 #[derive(Clone, Debug)]
 pub struct PostgresSnapshotStore {

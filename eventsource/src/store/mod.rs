@@ -58,6 +58,31 @@ pub type EventVisitor<'v> = dyn FnMut(EventRef<'_>) -> Result<()> + Send + 'v;
 ///   [`Error::InvalidInput`](crate::Error::InvalidInput) before anything else.
 /// - Streams of different aggregate types never mix, even with the same id.
 /// - Global positions start at 1 and increase with every event appended.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> eventsource::Result<()> {
+/// use eventsource::{EventStore, EventStoreExt, ExpectedVersion, InMemoryEventStore, NewEvent};
+///
+/// let store = InMemoryEventStore::new();
+/// let id = uuid::Uuid::new_v4();
+/// let event = |n: u32| NewEvent {
+///     event_id: uuid::Uuid::new_v4(),
+///     event_type: "Deposited".into(),
+///     event_version: 1,
+///     payload: format!(r#"{{"cents":{n}}}"#),
+///     metadata: Default::default(),
+///     occurred_at: chrono::Utc::now(),
+/// };
+/// assert_eq!(store.append("Account", id, ExpectedVersion::Exact(0), &[event(1), event(2)]).await?, 2);
+/// // A writer that expected the stream to be new is refused.
+/// assert!(store.append("Account", id, ExpectedVersion::Exact(0), &[event(3)]).await.is_err());
+/// let stored = store.load_stream("Account", id, 1).await?;
+/// assert_eq!(stored[1].payload, r#"{"cents":2}"#);
+/// assert_eq!(store.stream_version("Account", id).await?, Some(2));
+/// # Ok(())
+/// # }
+/// ```
 #[async_trait]
 pub trait EventStore: Send + Sync + fmt::Debug {
     /// Appends events to a stream and returns the stream's new version.
