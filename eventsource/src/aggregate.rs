@@ -127,27 +127,21 @@ impl<E: DomainEvent> IntoEvents<E> for E {
     }
 }
 
-impl<E, T: IntoEvents<E>> IntoEvents<E> for Vec<T> {
-    fn into_events(self, out: &mut Vec<E>) {
-        for e in self {
-            e.into_events(out);
-        }
+impl<E> IntoEvents<E> for Vec<E> {
+    fn into_events(mut self, out: &mut Vec<E>) {
+        out.append(&mut self);
     }
 }
 
-impl<E, T: IntoEvents<E>> IntoEvents<E> for Option<T> {
+impl<E> IntoEvents<E> for Option<E> {
     fn into_events(self, out: &mut Vec<E>) {
-        if let Some(e) = self {
-            e.into_events(out);
-        }
+        out.extend(self);
     }
 }
 
-impl<E, T: IntoEvents<E>, const N: usize> IntoEvents<E> for [T; N] {
+impl<E, const N: usize> IntoEvents<E> for [E; N] {
     fn into_events(self, out: &mut Vec<E>) {
-        for e in self {
-            e.into_events(out);
-        }
+        out.extend(self);
     }
 }
 

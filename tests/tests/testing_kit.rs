@@ -26,12 +26,12 @@ impl Apply<Added> for Counter {
     }
 }
 
-fn add(n: i64) -> impl Fn(&Counter) -> Result<Vec<Added>, String> + Send + Sync {
+fn add(n: i64) -> impl Fn(&Counter) -> Result<Added, String> + Send + Sync {
     move |c| {
         if c.n + n > 10 {
             return Err(format!("{} + {n} is over 10", c.n));
         }
-        Ok(vec![Added { n }])
+        Ok(Added { n })
     }
 }
 

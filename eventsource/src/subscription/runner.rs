@@ -716,12 +716,12 @@ impl<S: SubscriptionStore> Subscription<S> {
     {
         // An event that failed inside the previous batch, now first: its first attempt
         // is spent, so it goes straight to its retries.
-        if let Some((id, err)) = pending.take() {
-            if events[0].event.event_id == id {
-                return self
-                    .retry_alone(consumer, partition, events[0], stored, err, stop, status)
-                    .await;
-            }
+        if let Some((id, err)) = pending.take()
+            && events[0].event.event_id == id
+        {
+            return self
+                .retry_alone(consumer, partition, events[0], stored, err, stop, status)
+                .await;
         }
         let mut end = events.len();
         loop {
