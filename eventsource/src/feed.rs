@@ -1,6 +1,7 @@
 //! The global feed: every committed event of a store, in one order that never changes.
 //!
-//! A consumer reads the feed page by page with [`EventStore::read_feed`](crate::EventStore::read_feed), keeping the
+//! A consumer reads the feed page by page with
+//! [`EventStore::read_feed`](crate::EventStore::read_feed), keeping the
 //! [`Checkpoint`] of the last page; read again from that checkpoint, it gets every event
 //! committed since, exactly once, and never an event that belongs before the checkpoint.
 //! [Subscriptions](crate::subscription) do this for you, durably.

@@ -153,4 +153,96 @@ pub async fn postgres_store() -> Option<Backend<PostgresEventStore>> {
         close: Some(Closer::Postgres(store)),
         _dir: None,
     })
+
+/// A PostgreSQL database of one test's own, created on the server of `DATABASE_URL`
+/// (other runs share that database; this one is fresh and empty).
+///
+/// Drop it with [`FreshDatabase::drop_database`] at the end of the test; dropped
+/// otherwise (a test that panicked), it only says which database is left behind.
+pub struct FreshDatabase {
+    name: String,
+    admin: sqlx::PgPool,
+    url: String,
+    dropped: bool,
+}
+
+impl FreshDatabase {
+    /// Creates `<prefix>_<uuid>`, or returns `None` as [`database_url`] says.
+    ///
+    /// # Panics
+    ///
+    /// When the server cannot be reached or the database cannot be created, or as
+    /// [`database_url`] says.
+    pub async fn create(prefix: &str) -> Option<Self> {
+        let admin_url = database_url()?;
+        let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+        let admin = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {admin_url}: {e}"));
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
+        Some(FreshDatabase {
+            url: with_database(&admin_url, &name),
+            name,
+            admin,
+            dropped: false,
+        })
+    }
+
+    /// The URL of this database.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Drops the database, whoever is still connected to it.
+    ///
+    /// # Panics
+    ///
+    /// When it cannot be dropped.
+    pub async fn drop_database(mut self) {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        )))
+        .execute(&self.admin)
+        .await
+        .unwrap_or_else(|e| panic!("DROP DATABASE {}: {e}", self.name));
+        self.dropped = true;
+        self.admin.close().await;
+    }
+}
+
+impl Drop for FreshDatabase {
+    fn drop(&mut self) {
+        if !self.dropped {
+            eprintln!(
+                "the test database {} is left behind; drop it with \
+                 `DROP DATABASE {} WITH (FORCE)`",
+                self.name, self.name
+            );
+        }
+    }
+}
+
+/// `url` with its database replaced by `name` (the query string kept).
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    let mut out = format!("{}/{name}", &base[..host_end]);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
 }

@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 pub mod conformance;
 pub mod fixtures;
+pub mod nats;
 
 /// The current time, truncated to the microsecond precision every durable store keeps.
 pub fn now() -> DateTime<Utc> {
