@@ -72,7 +72,14 @@ async fn stop_signal() {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), eventsource::BoxError> {
+async fn main() {
+    if let Err(e) = run().await {
+        eprintln!("bank: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<(), eventsource::BoxError> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
