@@ -54,6 +54,17 @@ pub async fn pg_connect_with(
     let options = PgConnectOptions::from_str(url)
         .context("parsing the PostgreSQL URL")?
         .options(settings.iter().copied());
+    pg_connect_options(options, max_connections, true).await
+}
+
+/// Connects to the database these options name, creating it first if it is missing.
+/// `ping` is the pool's `test_before_acquire` (sqlx's default is on: one round trip more
+/// for every connection lent).
+pub async fn pg_connect_options(
+    options: PgConnectOptions,
+    max_connections: u32,
+    ping: bool,
+) -> anyhow::Result<PgPool> {
     let database = options.get_database().unwrap_or("postgres").to_owned();
     let admin = options.clone().database("postgres");
     let mut conn = sqlx::PgConnection::connect_with(&admin)
@@ -72,6 +83,7 @@ pub async fn pg_connect_with(
     conn.close().await?;
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
+        .test_before_acquire(ping)
         .connect_with(options)
         .await?)
 }

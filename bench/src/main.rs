@@ -18,6 +18,7 @@ mod peers;
 mod report;
 mod rss;
 mod stores;
+mod subscriptions;
 mod suite;
 
 use std::path::PathBuf;
@@ -55,6 +56,10 @@ struct Args {
     /// The SQLite file to use (recreated).
     #[arg(long)]
     sqlite_path: Option<PathBuf>,
+    /// Run only the feed and subscriptions group (catch-up, the feed's cost to writers,
+    /// live latency, projections); the report then holds that section alone.
+    #[arg(long)]
+    feed_only: bool,
     /// Memory measurement child: backend.
     #[arg(long, hide = true)]
     rss_child: Option<String>,
@@ -70,6 +75,10 @@ struct Args {
     /// Profiling aid: this many one-event saves by `eventsource` or `floor`, then exit.
     #[arg(long, hide = true, num_args = 2, value_names = ["WHO", "COUNT"])]
     save_loop: Option<Vec<String>>,
+    /// Profiling aid: read the feed database of an earlier run this many times as
+    /// `subscription`, `read_feed` or `stream` does, then exit.
+    #[arg(long, hide = true, num_args = 2, value_names = ["WHO", "PASSES"])]
+    feed_loop: Option<Vec<String>>,
 }
 
 /// Sizes and repetitions of one mode.
@@ -125,6 +134,14 @@ fn main() -> anyhow::Result<()> {
         let count = save_loop[1].parse().context("--save-loop WHO COUNT")?;
         return runtime.block_on(rss::save_loop(&save_loop[0], count, &args.pg_url));
     }
+    if let Some(feed_loop) = &args.feed_loop {
+        let passes = feed_loop[1].parse().context("--feed-loop WHO PASSES")?;
+        return runtime.block_on(subscriptions::feed_loop(
+            &args.pg_url,
+            &feed_loop[0],
+            passes,
+        ));
+    }
     if let Some(backend) = &args.rss_child {
         let sqlite = args.sqlite_path.clone().unwrap_or_default();
         let id = args.rss_id.context("--rss-id")?;
@@ -143,6 +160,9 @@ fn main() -> anyhow::Result<()> {
 async fn run(args: Args) -> anyhow::Result<()> {
     let started_at = chrono::Utc::now();
     let clock = Instant::now();
+    if args.feed_only {
+        return run_feed_only(args, started_at, clock).await;
+    }
     let plan = Plan::new(args.quick);
     let mut notes = Vec::new();
 
@@ -359,6 +379,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
 
+    // --- the feed and subscriptions ------------------------------------------------
+    // In databases of its own, with pools of its own: the suite's pools are closed first,
+    // so that the two together stay well below the server's connection limit.
+    for backend in backends.iter().chain(backend_async.iter()) {
+        if let Raw::Postgres(pool) = &backend.raw {
+            pool.close().await;
+        }
+    }
+    drop((backends, backend_async, peers, peers_async));
+    eprintln!("feed and subscriptions");
+    let feed = subscriptions::run(
+        pg.as_ref().map(|_| args.pg_url.as_str()),
+        &data_dir,
+        &subscriptions::Plan::new(args.quick),
+    )
+    .await?;
+
     // --- report --------------------------------------------------------------------
     let mut machine = machine_description();
     machine.push(format!(
@@ -400,6 +437,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         throughput,
         writers: (plan.writers, plan.cycles),
         rss,
+        feed: Some(feed),
+        feed_only: false,
         notes,
         started: started_at.format("%Y-%m-%d %H:%M").to_string(),
         elapsed: clock.elapsed(),
@@ -418,6 +457,77 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let svg = "load-times.svg";
     report.plot(&out.join(svg))?;
     let markdown = report.markdown(svg);
+    std::fs::write(out.join("BENCHMARKS.md"), &markdown)?;
+    println!("{markdown}");
+    eprintln!("wrote {}", out.join("BENCHMARKS.md").display());
+    Ok(())
+}
+
+/// `--feed-only`: the feed and subscriptions group alone. Its report never replaces the
+/// published one unless `--out` says so: it goes to a temporary directory by default.
+async fn run_feed_only(
+    args: Args,
+    started_at: chrono::DateTime<chrono::Utc>,
+    clock: Instant,
+) -> anyhow::Result<()> {
+    let data_dir = std::env::temp_dir().join("eventsource-bench");
+    std::fs::create_dir_all(&data_dir)?;
+    let mut notes = Vec::new();
+    let pg = match db::pg_connect(&args.pg_url, 1).await {
+        Ok(pool) => Some(pool),
+        Err(e) if args.quick => {
+            notes.push(format!("PostgreSQL: no server at the given URL ({e:#})."));
+            None
+        }
+        Err(e) => return Err(e.context("PostgreSQL is required in full mode")),
+    };
+    let mut machine = machine_description();
+    if let Some(pool) = &pg {
+        machine.push(db::pg_version(pool).await?);
+        pool.close().await;
+    }
+    machine.push(source_revision());
+    let feed = subscriptions::run(
+        pg.as_ref().map(|_| args.pg_url.as_str()),
+        &data_dir,
+        &subscriptions::Plan::new(args.quick),
+    )
+    .await?;
+    let features = if cfg!(feature = "esrs") {
+        " --features esrs"
+    } else {
+        ""
+    };
+    let quick = if args.quick { " --quick" } else { "" };
+    let report = report::Report {
+        quick: args.quick,
+        command: format!(
+            "cargo run -p eventsource-bench --release{features} --{quick} --feed-only"
+        ),
+        machine,
+        sizes: Vec::new(),
+        filler: (0, 0),
+        rounds: Vec::new(),
+        save_rounds: 0,
+        snapshot_rounds: 0,
+        loads: Vec::new(),
+        saves: Vec::new(),
+        throughput: Vec::new(),
+        writers: (0, 0),
+        rss: Vec::new(),
+        feed: Some(feed),
+        feed_only: true,
+        notes,
+        started: started_at.format("%Y-%m-%d %H:%M").to_string(),
+        elapsed: clock.elapsed(),
+        findings: None,
+    };
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| data_dir.join("report-feed"));
+    std::fs::create_dir_all(&out)?;
+    let markdown = report.markdown("load-times.svg");
     std::fs::write(out.join("BENCHMARKS.md"), &markdown)?;
     println!("{markdown}");
     eprintln!("wrote {}", out.join("BENCHMARKS.md").display());

@@ -8,6 +8,11 @@ use plotters::prelude::*;
 
 use crate::measure::Samples;
 use crate::rss::Rss;
+use crate::subscriptions::{
+    E2E_CQRS, E2E_OURS, E2E_OURS_ASYNC, E2E_OURS_SAVE, GUARDED, LIVE_NOTIFY, LIVE_SIGNAL,
+    READ_FEED, READ_FEED_ALL, Results as FeedResults, STREAM, STREAM_NARROW, SUBSCRIPTION,
+    SUBSCRIPTION_ASYNC, UNGUARDED, UPSERT_HAND, UPSERT_HAND_MULTI, UPSERT_OURS,
+};
 use crate::suite::{
     CQRS, ESRS, FLOOR, FLOOR_1ST, FLOOR_2RT, FLOOR_CTE, FLOOR_CTE1, FLOOR_WIDE, MEMORY, OURS,
     POSTGRES, POSTGRES_ASYNC, SAVE_MODES, SQLITE, Throughput,
@@ -57,6 +62,10 @@ pub struct Report {
     pub elapsed: Duration,
     /// Hand-written findings appended verbatim.
     pub findings: Option<String>,
+    /// The feed and subscriptions group.
+    pub feed: Option<FeedResults>,
+    /// Only that group ran (`--feed-only`).
+    pub feed_only: bool,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -151,27 +160,37 @@ impl Report {
             w,
             "The quick mode (`cargo run -p eventsource-bench --release -- --quick`) runs the same cases on small \
              sizes in well under a minute and writes its report to a temporary directory; it skips PostgreSQL \
-             and the peers when no server answers.\n"
+             and the peers when no server answers. `-- --feed-only` runs the feed and subscriptions \
+             group alone (its report also goes to a temporary directory unless `--out` is given).\n"
         );
         let _ = writeln!(w, "## Machine\n");
         for line in &self.machine {
             let _ = writeln!(w, "- {line}");
         }
         let _ = writeln!(w);
-        self.headline(w);
-        let _ = writeln!(
-            w,
-            "![Load time against history length, log–log]({svg_name})\n"
-        );
-        self.targets(w);
-        self.load_tables(w);
-        self.save_tables(w);
-        self.memory_table(w);
-        self.throughput_table(w);
-        self.method(w);
-        if !self.notes.is_empty() {
+        if !self.feed_only {
+            self.headline(w);
+            let _ = writeln!(
+                w,
+                "![Load time against history length, log–log]({svg_name})\n"
+            );
+            self.targets(w);
+            self.load_tables(w);
+            self.save_tables(w);
+            self.memory_table(w);
+            self.throughput_table(w);
+        }
+        if let Some(feed) = &self.feed {
+            feed_section(w, feed);
+        }
+        if !self.feed_only {
+            self.method(w);
+        }
+        let feed_notes = self.feed.iter().flat_map(|f| f.notes.iter());
+        let notes: Vec<&String> = self.notes.iter().chain(feed_notes).collect();
+        if !notes.is_empty() {
             let _ = writeln!(w, "## Skipped in this run\n");
-            for note in &self.notes {
+            for note in notes {
                 let _ = writeln!(w, "- {note}");
             }
             let _ = writeln!(w);
@@ -807,5 +826,443 @@ fn who_rank(who: &str) -> u8 {
         2
     } else {
         3
+    }
+}
+
+/// Events per second of `n` events in `d`.
+fn per_second(n: u64, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64().max(1e-12)
+}
+
+fn fmt_rate(r: f64) -> String {
+    fmt_n(r.round().max(0.0) as u64)
+}
+
+/// The section of the feed and subscriptions group: its targets, then one table per case.
+fn feed_section(w: &mut String, f: &FeedResults) {
+    let Some(plan) = &f.plan else {
+        return;
+    };
+    let (n, tail, batch) = (plan.events, plan.upsert_events, plan.batch);
+    let catch = |backend: &str, who: &str| Report::find(&f.catch_up, "catch-up", backend, who, n);
+    let upsert = |who: &str| Report::find(&f.upsert, "upsert", POSTGRES, who, tail);
+    let save = |who: &str| f.guard_saves.iter().find(|l| l.who == who);
+    let rate = |who: &str| f.guard_writers.iter().find(|r| r.who == who);
+    let live = |who: &str| f.live.iter().find(|l| l.who == who);
+    let e2e = |who: &str| f.e2e.iter().find(|l| l.who == who);
+
+    let _ = writeln!(w, "## Feed and subscriptions\n");
+    let _ = writeln!(
+        w,
+        "These cases run in databases of their own next to the main one (`<db>_feed`, `<db>_guard`, \
+         `<db>_noguard`) and a SQLite file of its own, so that nothing else the suite writes weighs on \
+         them. The feed holds {} events: {} aggregates of {} events, each aggregate written by one \
+         statement (one transaction per aggregate, as saves of {} events would be), `ANALYZE`d. The \
+         PostgreSQL pools do not ping a connection before lending it (`test_before_acquire(false)`, as \
+         `PostgresEventStore::connect` builds them); eventsource, the floors and cqrs-es use pools built \
+         that way. Subscriptions, `read_feed` and the hand-written loops all read pages of {batch}. \
+         The group took {:.0} s.\n",
+        fmt_n(n),
+        fmt_n(n.div_ceil(plan.per_aggregate)),
+        plan.per_aggregate,
+        plan.per_aggregate,
+        f.elapsed.as_secs_f64()
+    );
+
+    // --- targets ---------------------------------------------------------------------
+    let _ = writeln!(w, "### Targets\n");
+    let _ = writeln!(w, "| target | measured in this run | met? |");
+    let _ = writeln!(w, "|---|---|---|");
+    let verdict = |ok: bool| if ok { "**met**" } else { "**missed**" };
+    let mut row = |target: &str, measured: Option<(String, Option<bool>)>| {
+        let (text, met) = match measured {
+            Some((text, Some(ok))) => (text, verdict(ok).to_owned()),
+            Some((text, None)) => (text, "no target set".to_owned()),
+            None => ("not measured in this run".to_owned(), "—".to_owned()),
+        };
+        let _ = writeln!(w, "| {target} | {text} | {met} |");
+    };
+    for backend in [POSTGRES, SQLITE] {
+        let m = catch(backend, SUBSCRIPTION)
+            .zip(catch(backend, STREAM))
+            .map(|(o, s)| {
+                let r = ratio(s.median(), o.median());
+                let narrow = catch(backend, STREAM_NARROW).map_or_else(String::new, |x| {
+                    format!(
+                        "; against the narrow stream {:.2}×",
+                        ratio(x.median(), o.median())
+                    )
+                });
+                (
+                    format!(
+                        "{r:.2}× ({} vs {} events/s){narrow}",
+                        fmt_rate(per_second(n, o.median())),
+                        fmt_rate(per_second(n, s.median()))
+                    ),
+                    Some(r >= 0.8),
+                )
+            });
+        row(
+            &format!(
+                "{backend}: subscription catch-up over {} events ≥ 0.8× a plain sqlx stream of the same rows",
+                fmt_n(n)
+            ),
+            m,
+        );
+    }
+    for durability in ["durable commits", "synchronous_commit off"] {
+        let a = save(&format!("{GUARDED}, {durability}"));
+        let b = save(&format!("{UNGUARDED}, {durability}"));
+        for (label, q) in [("median", 0.5), ("p99", 0.99)] {
+            let m = a.zip(b).map(|(a, b)| {
+                let (x, y) = (a.quantile(q), b.quantile(q));
+                (
+                    format!("{:.2} ({} / {} ms)", ratio(x, y), fmt_ms(x), fmt_ms(y)),
+                    Some(ratio(x, y) <= 1.10),
+                )
+            });
+            row(
+                &format!(
+                    "{POSTGRES}, {durability}: one-event save {label}, schema as is / feed column and index dropped ≤ 1.10"
+                ),
+                m,
+            );
+        }
+        let m = rate(&format!("{GUARDED}, {durability}"))
+            .zip(rate(&format!("{UNGUARDED}, {durability}")))
+            .map(|(a, b)| {
+                let r = a.median() / b.median().max(1e-9);
+                (
+                    format!(
+                        "{r:.2} ({} / {} events/s)",
+                        fmt_rate(a.median()),
+                        fmt_rate(b.median())
+                    ),
+                    Some(r >= 0.90),
+                )
+            });
+        row(
+            &format!(
+                "{POSTGRES}, {durability}: {}-writer save throughput, schema as is / column and index dropped ≥ 0.90",
+                plan.guard_writers
+            ),
+            m,
+        );
+    }
+    for (who, label) in [
+        (LIVE_NOTIFY, "another store instance, woken by NOTIFY"),
+        (LIVE_SIGNAL, "same store instance"),
+    ] {
+        for (q, name, goal) in [(0.5, "p50", 5.0), (0.99, "p99", 50.0)] {
+            let m = live(who)
+                .filter(|l| !l.from_save.times.is_empty())
+                .map(|l| {
+                    let d = l.from_save.quantile(q);
+                    (format!("{} ms", fmt_ms(d)), Some(ms(d) <= goal))
+                });
+            row(
+                &format!(
+                    "{POSTGRES}, live at 1,000 events/s ({label}): save returned → handler, {name} ≤ {goal:.0} ms"
+                ),
+                m,
+            );
+        }
+    }
+    let m = upsert(UPSERT_OURS).zip(upsert(UPSERT_HAND)).map(|(o, h)| {
+        let r = ratio(h.median(), o.median());
+        (
+            format!(
+                "{r:.2}× ({} vs {} events/s)",
+                fmt_rate(per_second(tail, o.median())),
+                fmt_rate(per_second(tail, h.median()))
+            ),
+            Some(r >= 0.7),
+        )
+    });
+    row(
+        &format!(
+            "{POSTGRES}: projection upserting a row per event, {} events, ≥ 0.7× a hand-written sqlx loop",
+            fmt_n(tail)
+        ),
+        m,
+    );
+    let m = e2e(E2E_OURS).zip(e2e(E2E_CQRS)).map(|(o, c)| {
+        (
+            format!(
+                "median {} ms vs cqrs-es {} ms (cqrs-es / ours = {:.2}); p99 {} vs {} ms",
+                fmt_ms(o.median()),
+                fmt_ms(c.median()),
+                ratio(c.median(), o.median()),
+                fmt_ms(o.quantile(0.99)),
+                fmt_ms(c.quantile(0.99))
+            ),
+            None,
+        )
+    });
+    row(
+        &format!(
+            "{POSTGRES}: save one event → read model row visible, against cqrs-es's GenericQuery"
+        ),
+        m,
+    );
+    let _ = writeln!(w);
+
+    // --- catch-up ----------------------------------------------------------------------
+    let _ = writeln!(w, "### Catch-up throughput\n");
+    let _ = writeln!(
+        w,
+        "A subscription with a new name catches up from the start of the feed to its end with a \
+         projection that only counts the events: each page of {batch} is read with `read_feed`, decoded \
+         into the benchmark's event enum (`Envelope::<OrderEvent>::decode`), handled in one transaction \
+         and committed with the checkpoint. \"read_feed pages alone\" is the same reading and decoding \
+         with no transaction and no checkpoint. The floors are one plain sqlx query streamed to the end \
+         in the feed's order (`ORDER BY transaction_id, position` on PostgreSQL, `position` on SQLite), \
+         each payload decoded with `serde_json::from_str` into the same enum: one reads the columns an \
+         envelope carries (checkpoint, ids, version, type, payload, metadata, time), the other only \
+         event type and payload. The floors do not wait for the feed's horizon and move no checkpoint. \
+         \"synchronous_commit off\" is the same subscription over sessions that do not wait for the WAL \
+         flush when a batch commits: it tells the batches' durable commits from the rest. \"no \
+         event-type filter\" reads the pages without the event-type filter a subscription sends \
+         (`FeedQuery::event_types`). Median (min–max) in ms over {} timed rounds, each after an untimed run of the same case.\n",
+        plan.catch_up_rounds
+    );
+    let _ = writeln!(
+        w,
+        "| backend | who | {} events, ms | events/s | × the envelope stream's speed |",
+        fmt_n(n)
+    );
+    let _ = writeln!(w, "|---|---|---:|---:|---:|");
+    for backend in [POSTGRES, SQLITE] {
+        for who in [
+            SUBSCRIPTION,
+            SUBSCRIPTION_ASYNC,
+            READ_FEED,
+            READ_FEED_ALL,
+            STREAM,
+            STREAM_NARROW,
+        ] {
+            let Some(s) = catch(backend, who) else {
+                continue;
+            };
+            let r = catch(backend, STREAM).map_or_else(
+                || "—".to_owned(),
+                |x| format!("{:.2}", ratio(x.median(), s.median())),
+            );
+            let _ = writeln!(
+                w,
+                "| {backend} | {who} | {} | {} | {r} |",
+                Report::cell(Some(s)),
+                fmt_rate(per_second(n, s.median()))
+            );
+        }
+    }
+    let _ = writeln!(w);
+
+    // --- writers -----------------------------------------------------------------------
+    if !f.guard_saves.is_empty() {
+        let _ = writeln!(w, "### What the feed's guarantee costs writers\n");
+        let _ = writeln!(
+            w,
+            "The same build on two databases of the same cluster, each seeded with {} aggregates of {} \
+             events and `ANALYZE`d: one with the schema as is (the `transaction_id xid8` column filled by \
+             its default and the `events_feed (transaction_id, position)` index), one where the guarantee \
+             is removed (`DROP INDEX events_feed; ALTER TABLE events DROP COLUMN transaction_id`; the \
+             append statement does not name the column, so appends work unchanged there). A save is \
+             `AggregateRepository::save` of one event to a new aggregate (no snapshot store). {} saves \
+             per variant, the four variants interleaved save by save in a new shuffled order each time, \
+             after 20 untimed saves each; once with the server's durable commits and once over sessions \
+             with `synchronous_commit = off`, which leaves the WAL flush out. Then {} tasks each save {} \
+             one-event saves to an aggregate of their own (no loads), {} runs per variant, the two \
+             databases interleaved run by run (durable commits first, then `synchronous_commit = off`), \
+             after one untimed run each; events per second over the wall time.\n",
+            fmt_n(plan.guard_filler.0),
+            plan.guard_filler.1,
+            fmt_n(plan.guard_saves as u64),
+            plan.guard_writers,
+            plan.guard_cycles,
+            plan.guard_rounds
+        );
+        let _ = writeln!(
+            w,
+            "| variant | saves | median ms | p99 ms | max ms | median / removed | p99 / removed |"
+        );
+        let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|---:|");
+        for l in &f.guard_saves {
+            let other = l.who.replacen(GUARDED, UNGUARDED, 1);
+            let (rm, rp) = match save(&other) {
+                Some(b) => (
+                    format!("{:.2}", ratio(l.median(), b.median())),
+                    format!("{:.2}", ratio(l.quantile(0.99), b.quantile(0.99))),
+                ),
+                None => ("—".to_owned(), "—".to_owned()),
+            };
+            let _ = writeln!(
+                w,
+                "| {} | {} | {} | {} | {} | {rm} | {rp} |",
+                l.who,
+                l.times.len(),
+                fmt_ms(l.median()),
+                fmt_ms(l.quantile(0.99)),
+                fmt_ms(l.max())
+            );
+        }
+        let _ = writeln!(w);
+        let _ = writeln!(
+            w,
+            "| variant | {} writers, events/s (median) | / removed | runs |",
+            plan.guard_writers
+        );
+        let _ = writeln!(w, "|---|---:|---:|---|");
+        for r in &f.guard_writers {
+            let other = r.who.replacen(GUARDED, UNGUARDED, 1);
+            let x = rate(&other).map_or_else(
+                || "—".to_owned(),
+                |b| format!("{:.2}", r.median() / b.median().max(1e-9)),
+            );
+            let runs: Vec<String> = r.runs.iter().map(|v| format!("{v:.0}")).collect();
+            let _ = writeln!(
+                w,
+                "| {} | {} | {x} | {} |",
+                r.who,
+                fmt_rate(r.median()),
+                runs.join(", ")
+            );
+        }
+        let _ = writeln!(w);
+    }
+
+    // --- live --------------------------------------------------------------------------
+    if !f.live.is_empty() {
+        let _ = writeln!(w, "### Live latency at 1,000 events/s\n");
+        let _ = writeln!(
+            w,
+            "A subscription is spawned at the end of the feed (`Subscription::spawn`, batches of {batch}, \
+             default poll of 1 s) and follows live while a writer task saves one event to a new aggregate \
+             at every tick of a 1 ms interval, each save on a task of its own so that a slow commit does \
+             not lower the rate. The handler notes when it sees each event. \"From save returned\" runs \
+             from the moment `save` returned to the writer to the moment the handler saw the event (an \
+             event seen before its save returned counts as 0 and is counted under \"seen early\"); \"from \
+             occurred_at\" runs from the event's `occurred_at`, stamped when it was recorded just before \
+             the save, so it includes the save itself. Three variants, {} rounds of {:.1} s each, \
+             interleaved in a shuffled order: the writer on another `PostgresEventStore` over a pool of its own, as another \
+             process would be, so that only `LISTEN`/`NOTIFY` (and the poll) wakes the subscription; and \
+             the writer on the subscription's own store instance, which also wakes it with an in-process \
+             signal; and the first again with every session (writer and subscription) set to \
+             `synchronous_commit = off`, which takes the WAL flush of each save and of each batch's \
+             checkpoint out. \"Held back\" counts the writer's ticks at which the subscription's status reported the \
+             feed held back by an older open transaction (`SubscriptionStatus::held_back_for`).\n",
+            plan.live_rounds,
+            plan.live_round.as_secs_f64()
+        );
+        let _ = writeln!(
+            w,
+            "| variant | events | events/s | from save: p50 ms | p99 ms | max ms | from occurred_at: p50 ms | p99 ms | seen early | held back (ticks) |"
+        );
+        let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for l in &f.live {
+            let _ = writeln!(
+                w,
+                "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} of {} |",
+                l.who,
+                fmt_n(l.seen),
+                l.written as f64 / l.seconds.max(1e-9),
+                fmt_ms(l.from_save.quantile(0.5)),
+                fmt_ms(l.from_save.quantile(0.99)),
+                fmt_ms(l.from_save.max()),
+                fmt_ms(l.from_occurred.quantile(0.5)),
+                fmt_ms(l.from_occurred.quantile(0.99)),
+                l.early,
+                fmt_n(l.held_ticks),
+                fmt_n(l.ticks)
+            );
+        }
+        let _ = writeln!(w);
+    }
+
+    // --- upserts -----------------------------------------------------------------------
+    if !f.upsert.is_empty() {
+        let _ = writeln!(w, "### A projection that upserts a row per event\n");
+        let _ = writeln!(
+            w,
+            "The last {} events of the same feed, projected into a counter row per aggregate in the same \
+             database (`INSERT ... ON CONFLICT (aggregate_id) DO UPDATE SET events = events + 1, \
+             quantity = quantity + ..., last_version = ...`). eventsource: a subscription whose checkpoint \
+             is set just before those events (`set_checkpoint`) catches up with a `Projection<PgConnection>` \
+             that runs the upsert through the batch's transaction. The hand-written loop reads the same \
+             events in pages of {batch} (`WHERE (transaction_id, position) > (...) ORDER BY transaction_id, \
+             position LIMIT {batch}`, without the feed's horizon), and runs the same upserts, one statement \
+             per event, in one transaction per page that also moves a checkpoint row of its own. The last \
+             row, for reference, does the same with one multi-row upsert (`UNNEST`) per page, a shape the \
+             per-event `Projection::apply` does not offer. The read model is checked (sum of counts = {}) and \
+             emptied after every run. Median (min–max) in ms over {} timed rounds.\n",
+            fmt_n(tail),
+            fmt_n(tail),
+            plan.upsert_rounds
+        );
+        let _ = writeln!(
+            w,
+            "| who | {} events, ms | events/s | × the per-event hand loop's speed |",
+            fmt_n(tail)
+        );
+        let _ = writeln!(w, "|---|---:|---:|---:|");
+        for who in [UPSERT_OURS, UPSERT_HAND, UPSERT_HAND_MULTI] {
+            let Some(s) = upsert(who) else {
+                continue;
+            };
+            let r = upsert(UPSERT_HAND).map_or_else(
+                || "—".to_owned(),
+                |h| format!("{:.2}", ratio(h.median(), s.median())),
+            );
+            let _ = writeln!(
+                w,
+                "| {who} | {} | {} | {r} |",
+                Report::cell(Some(s)),
+                fmt_rate(per_second(tail, s.median()))
+            );
+        }
+        let _ = writeln!(w);
+    }
+
+    // --- end to end --------------------------------------------------------------------
+    if !f.e2e.is_empty() {
+        let _ = writeln!(
+            w,
+            "### Save one event → read model updated, against cqrs-es\n"
+        );
+        let _ = writeln!(
+            w,
+            "eventsource: `load_or_create` of a new aggregate, record one event, `save`; a subscription \
+             spawned beforehand on the same store instance upserts the aggregate's counter row in the \
+             batch's transaction; the clock stops when the subscription's status reports the event \
+             committed and a `SELECT` on the pool returns the row. cqrs-es 0.5: `CqrsFramework::execute` \
+             with one `GenericQuery` over a `PostgresViewRepository` (its store without snapshots), which \
+             loads the aggregate, commits the event, then, in the same call, loads the view row, updates \
+             it and writes it back; the clock stops when the same kind of `SELECT` returns the view row. \
+             Both on the feed database, in two phases of {n} saves of ours and {n} of cqrs-es, each \
+             after 10 untimed, alternating in a shuffled order: in the first the subscription runs on \
+             the store the saves go through; in the second on a store over sessions with \
+             `synchronous_commit = off` (woken by `NOTIFY`; the saves stay durable), which takes the \
+             WAL flush of the subscription's commit out. cqrs-es's samples come from both phases. \
+             cqrs-es updates its view after the events' transaction has committed, in statements of its \
+             own, and passes a failure to an error handler only (none occurred here); eventsource's row \
+             commits with the subscription's checkpoint.\n",
+            n = plan.e2e_samples
+        );
+        let _ = writeln!(w, "| who | samples | median ms | p99 ms | max ms |");
+        let _ = writeln!(w, "|---|---:|---:|---:|---:|");
+        for who in [E2E_OURS, E2E_OURS_SAVE, E2E_OURS_ASYNC, E2E_CQRS] {
+            let Some(l) = e2e(who) else {
+                continue;
+            };
+            let _ = writeln!(
+                w,
+                "| {who} | {} | {} | {} | {} |",
+                l.times.len(),
+                fmt_ms(l.median()),
+                fmt_ms(l.quantile(0.99)),
+                fmt_ms(l.max())
+            );
+        }
+        let _ = writeln!(w);
     }
 }
