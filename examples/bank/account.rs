@@ -182,8 +182,8 @@ impl Account {
     }
 
     /// Freezes the account; freezing a frozen account changes nothing (no event).
-    pub fn freeze(&self) -> Result<Option<Frozen>, Refusal> {
-        Ok((!self.frozen).then_some(Frozen {}))
+    pub fn freeze(&self) -> Result<Option<AccountEvent>, Refusal> {
+        Ok((!self.frozen).then(|| Frozen {}.into()))
     }
 
     fn check_amount(&self, amount_cents: i64) -> Result<(), Refusal> {

@@ -153,6 +153,7 @@ pub async fn postgres_store() -> Option<Backend<PostgresEventStore>> {
         close: Some(Closer::Postgres(store)),
         _dir: None,
     })
+}
 
 /// A PostgreSQL database of one test's own, created on the server of `DATABASE_URL`
 /// (other runs share that database; this one is fresh and empty).
