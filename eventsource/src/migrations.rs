@@ -120,7 +120,19 @@ pub fn schema(table: Table, backend: Backend) -> &'static str {
 pub async fn migrate_postgres(pool: &sqlx::PgPool) -> Result<()> {
     let mut migrator = sqlx::migrate!("../migrations/postgres");
     migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
-    migrator.run(pool).await.map_err(Error::backend)
+    migrator.run(pool).await.map_err(|e| match e {
+        sqlx::migrate::MigrateError::VersionMismatch(version) => Error::backend(format!(
+            "migration {version} is recorded in {MIGRATIONS_TABLE} with another checksum than \
+             this build's: the database was migrated by a different version of eventsource \
+             (an unreleased one, or edited migrations); migrate a fresh database, or restore \
+             the files that were applied"
+        )),
+        sqlx::migrate::MigrateError::VersionMissing(version) => Error::backend(format!(
+            "migration {version} is recorded in {MIGRATIONS_TABLE} but unknown to this build: \
+             the database was migrated by a newer version of eventsource"
+        )),
+        e => Error::backend(e),
+    })
 }
 
 /// Creates or updates the `events` and `snapshots` tables in a SQLite database.

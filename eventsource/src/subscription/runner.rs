@@ -85,6 +85,18 @@ impl<C> SubscriptionHandle<C> {
             .is_some_and(|r| r.is_ok())
     }
 
+    /// A receiver of the status, to share (say, with a health check) while this handle
+    /// keeps the power to stop the subscription.
+    pub fn status_receiver(&self) -> watch::Receiver<SubscriptionStatus> {
+        self.status.clone()
+    }
+
+    /// `true` once the subscription's task has ended (stopped, or failed: see
+    /// [`join`](Self::join) for why).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
     /// Asks it to stop after the batch in hand, and returns the consumer, or the error
     /// that stopped it.
     pub async fn stop(self) -> Result<C> {
