@@ -527,6 +527,32 @@ impl<S: SubscriptionStore> Subscription<S> {
         self.store.unpark(tx, &self.name, event_id).await
     }
 
+    /// [`retry_parked`](Self::retry_parked) with any [`Consumer`] (a publisher, say): its
+    /// [`before_commit`](Consumer::before_commit) confirms the event before it is
+    /// unparked.
+    pub async fn retry_parked_with<C>(&self, event_id: Uuid, consumer: &mut C) -> Result<bool>
+    where
+        C: Consumer<S::Connection>,
+    {
+        check_name(&self.name)?;
+        let Some((_, event)) = self.store.parked_event(&self.name, event_id).await? else {
+            return Ok(false);
+        };
+        let mut tx = self.store.begin().await?;
+        let outcome = match consumer.consume(&mut tx, &event).await {
+            Ok(()) => consumer.before_commit(&mut tx).await,
+            Err(e) => Err(e),
+        };
+        outcome.map_err(|source| Error::HandlerFailed {
+            subscription: self.name.clone(),
+            event_id,
+            position: event.event.position,
+            attempts: 1,
+            source,
+        })?;
+        self.store.unpark(tx, &self.name, event_id).await
+    }
+
     /// Removes a parked event without handling it; it is logged. `Ok(false)` when it was
     /// not parked.
     pub async fn skip_parked(&self, event_id: Uuid) -> Result<bool> {
