@@ -76,7 +76,7 @@ struct Args {
     #[arg(long, hide = true, num_args = 2, value_names = ["WHO", "COUNT"])]
     save_loop: Option<Vec<String>>,
     /// Profiling aid: read the feed database of an earlier run this many times as
-    /// `subscription`, `read_feed` or `stream` does, then exit.
+    /// `subscription`, `read_feed`, `stream` or `pages` does, then exit.
     #[arg(long, hide = true, num_args = 2, value_names = ["WHO", "PASSES"])]
     feed_loop: Option<Vec<String>>,
 }

@@ -9,9 +9,9 @@ use plotters::prelude::*;
 use crate::measure::Samples;
 use crate::rss::Rss;
 use crate::subscriptions::{
-    E2E_CQRS, E2E_OURS, E2E_OURS_ASYNC, E2E_OURS_SAVE, GUARDED, LIVE_NOTIFY, LIVE_SIGNAL,
+    E2E_CQRS, E2E_OURS, E2E_OURS_ASYNC, E2E_OURS_SAVE, GUARDED, LIVE_NOTIFY, LIVE_SIGNAL, PAGES,
     READ_FEED, READ_FEED_ALL, Results as FeedResults, STREAM, STREAM_NARROW, SUBSCRIPTION,
-    SUBSCRIPTION_ASYNC, UNGUARDED, UPSERT_HAND, UPSERT_HAND_MULTI, UPSERT_OURS,
+    SUBSCRIPTION_ASYNC, SUBSCRIPTION_BIG, UNGUARDED, UPSERT_HAND, UPSERT_HAND_MULTI, UPSERT_OURS,
 };
 use crate::suite::{
     CQRS, ESRS, FLOOR, FLOOR_1ST, FLOOR_2RT, FLOOR_CTE, FLOOR_CTE1, FLOOR_WIDE, MEMORY, OURS,
@@ -1019,11 +1019,16 @@ fn feed_section(w: &mut String, f: &FeedResults) {
          in the feed's order (`ORDER BY transaction_id, position` on PostgreSQL, `position` on SQLite), \
          each payload decoded with `serde_json::from_str` into the same enum: one reads the columns an \
          envelope carries (checkpoint, ids, version, type, payload, metadata, time), the other only \
-         event type and payload. The floors do not wait for the feed's horizon and move no checkpoint. \
+         event type and payload. A third floor reads the envelope's columns in plain keyset pages of \
+         {batch} (`WHERE (transaction_id, position) > (..) ORDER BY transaction_id, position LIMIT \
+         {batch}` on PostgreSQL, by `position` on SQLite, each page fetched whole): the cost of \
+         paging itself. The floors do not wait for the feed's horizon and move no checkpoint. \
+         \"batches 10× the size\" is the same subscription with `batch_size({})`. \
          \"synchronous_commit off\" is the same subscription over sessions that do not wait for the WAL \
          flush when a batch commits: it tells the batches' durable commits from the rest. \"no \
          event-type filter\" reads the pages without the event-type filter a subscription sends \
          (`FeedQuery::event_types`). Median (min–max) in ms over {} timed rounds, each after an untimed run of the same case.\n",
+        batch * 10,
         plan.catch_up_rounds
     );
     let _ = writeln!(
@@ -1035,10 +1040,12 @@ fn feed_section(w: &mut String, f: &FeedResults) {
     for backend in [POSTGRES, SQLITE] {
         for who in [
             SUBSCRIPTION,
+            SUBSCRIPTION_BIG,
             SUBSCRIPTION_ASYNC,
             READ_FEED,
             READ_FEED_ALL,
             STREAM,
+            PAGES,
             STREAM_NARROW,
         ] {
             let Some(s) = catch(backend, who) else {

@@ -37,6 +37,8 @@ use crate::suite::{POSTGRES, SQLITE};
 
 /// Catch-up: a subscription with a no-op projection.
 pub const SUBSCRIPTION: &str = "eventsource, subscription catch-up";
+/// Catch-up: the subscription with batches ten times the size.
+pub const SUBSCRIPTION_BIG: &str = "eventsource, subscription catch-up, batches 10× the size";
 /// Catch-up: the subscription over sessions with `synchronous_commit = off`.
 pub const SUBSCRIPTION_ASYNC: &str = "eventsource, subscription catch-up, synchronous_commit off";
 /// Catch-up: `read_feed` pages, decoded, no transaction or checkpoint.
@@ -45,6 +47,8 @@ pub const READ_FEED: &str = "eventsource, read_feed pages alone";
 pub const READ_FEED_ALL: &str = "eventsource, read_feed pages alone, no event-type filter";
 /// Catch-up floor: one streamed query of the envelope's columns.
 pub const STREAM: &str = "floor: one sqlx stream, the envelope's columns";
+/// Catch-up floor: keyset pages of the batch size, the envelope's columns.
+pub const PAGES: &str = "floor: plain keyset pages of the same size, the envelope's columns";
 /// Catch-up floor: one streamed query of event type and payload only.
 pub const STREAM_NARROW: &str = "floor: one sqlx stream, event type and payload only";
 /// Upserts: the subscription.
@@ -639,8 +643,77 @@ async fn pg_stream(pool: &PgPool, wide: bool, n: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The paged floor on PostgreSQL: `WHERE (transaction_id, position) > (..) ORDER BY
+/// transaction_id, position LIMIT batch`, each page fetched whole, no horizon.
+async fn pg_pages(pool: &PgPool, batch: usize, n: u64) -> anyhow::Result<()> {
+    let (mut after, mut seen) = ((0_i64, 0_i64), 0);
+    loop {
+        let rows = sqlx::query(
+            "SELECT transaction_id::text::bigint AS tx, position, event_id, aggregate_type, \
+             aggregate_id, version, event_type, event_version, payload::text, metadata::text, \
+             occurred_at FROM events WHERE (transaction_id, position) > ($1::bigint::text::xid8, $2) \
+             ORDER BY transaction_id, position LIMIT $3",
+        )
+        .bind(after.0)
+        .bind(after.1)
+        .bind(i64::try_from(batch)?)
+        .fetch_all(pool)
+        .await?;
+        for row in &rows {
+            after = (row.try_get(0)?, row.try_get(1)?);
+            let _: Uuid = row.try_get(2)?;
+            let _: &str = row.try_get(3)?;
+            let _: Uuid = row.try_get(4)?;
+            let _: i64 = row.try_get(5)?;
+            let _: i32 = row.try_get(7)?;
+            let _: &str = row.try_get(9)?;
+            let _: DateTime<Utc> = row.try_get(10)?;
+            std::hint::black_box(decode(row.try_get(6)?, row.try_get(8)?)?);
+            seen += 1;
+        }
+        if rows.len() < batch {
+            break;
+        }
+    }
+    anyhow::ensure!(n == 0 || seen == n, "pages gave {seen} events of {n}");
+    Ok(())
+}
+
+/// The paged floor on SQLite: `WHERE position > ? ORDER BY position LIMIT batch`.
+async fn sqlite_pages(pool: &SqlitePool, batch: usize, n: u64) -> anyhow::Result<()> {
+    let (mut after, mut seen) = (0_i64, 0);
+    loop {
+        let rows = sqlx::query(
+            "SELECT position, event_id, aggregate_type, aggregate_id, version, event_type, \
+             event_version, payload, metadata, occurred_at FROM events WHERE position > ?1 \
+             ORDER BY position LIMIT ?2",
+        )
+        .bind(after)
+        .bind(i64::try_from(batch)?)
+        .fetch_all(pool)
+        .await?;
+        for row in &rows {
+            after = row.try_get(0)?;
+            let _ = Uuid::parse_str(row.try_get(1)?)?;
+            let _: &str = row.try_get(2)?;
+            let _ = Uuid::parse_str(row.try_get(3)?)?;
+            let _: i64 = row.try_get(4)?;
+            let _: i64 = row.try_get(6)?;
+            let _: &str = row.try_get(8)?;
+            let _ = DateTime::parse_from_rfc3339(row.try_get(9)?)?;
+            std::hint::black_box(decode(row.try_get(5)?, row.try_get(7)?)?);
+            seen += 1;
+        }
+        if rows.len() < batch {
+            break;
+        }
+    }
+    anyhow::ensure!(seen == n, "pages gave {seen} events of {n}");
+    Ok(())
+}
+
 /// Profiling aid: reads the whole feed of `<db>_feed` (seeded by an earlier run of this
-/// group) `passes` times as `who` does (`subscription`, `read_feed` or `stream`), and
+/// group) `passes` times as `who` does (`subscription`, `read_feed`, `stream` or `pages`), and
 /// prints the wall and CPU time of each pass, for `perf` or `valgrind` to look at.
 pub async fn feed_loop(pg_url: &str, who: &str, passes: u64) -> anyhow::Result<()> {
     let pool = db::pg_connect_options(sibling(pg_url, "feed")?, 4, false).await?;
@@ -655,6 +728,7 @@ pub async fn feed_loop(pg_url: &str, who: &str, passes: u64) -> anyhow::Result<(
             }
             "read_feed" => read_pages(&store, 500, 0, true).await?,
             "stream" => pg_stream(&pool, true, 0).await?,
+            "pages" => pg_pages(&pool, 500, 0).await?,
             other => anyhow::bail!("unknown feed loop {other}"),
         }
         println!(
@@ -720,6 +794,11 @@ fn catch_up_sqlite(store: &SqliteEventStore, pool: &SqlitePool, plan: &Plan) -> 
         Key::new("catch-up", SQLITE, SUBSCRIPTION, n),
         move || boxed(subscription_catch_up(s.clone(), batch, n)),
     ));
+    let s = store.clone();
+    cases.push(Case::new(
+        Key::new("catch-up", SQLITE, SUBSCRIPTION_BIG, n),
+        move || boxed(subscription_catch_up(s.clone(), batch * 10, n)),
+    ));
     for (who, filtered) in [(READ_FEED, true), (READ_FEED_ALL, false)] {
         let s = store.clone();
         cases.push(Case::new(Key::new("catch-up", SQLITE, who, n), move || {
@@ -734,6 +813,14 @@ fn catch_up_sqlite(store: &SqliteEventStore, pool: &SqlitePool, plan: &Plan) -> 
             boxed(async move { sqlite_stream(&p, wide, n).await })
         }));
     }
+    let p = pool.clone();
+    cases.push(Case::new(
+        Key::new("catch-up", SQLITE, PAGES, n),
+        move || {
+            let p = p.clone();
+            boxed(async move { sqlite_pages(&p, batch, n).await })
+        },
+    ));
     cases
 }
 
@@ -749,6 +836,11 @@ fn catch_up_pg(
     cases.push(Case::new(
         Key::new("catch-up", POSTGRES, SUBSCRIPTION, n),
         move || boxed(subscription_catch_up(s.clone(), batch, n)),
+    ));
+    let s = store.clone();
+    cases.push(Case::new(
+        Key::new("catch-up", POSTGRES, SUBSCRIPTION_BIG, n),
+        move || boxed(subscription_catch_up(s.clone(), batch * 10, n)),
     ));
     let s = unflushed.clone();
     cases.push(Case::new(
@@ -775,6 +867,14 @@ fn catch_up_pg(
             },
         ));
     }
+    let p = pool.clone();
+    cases.push(Case::new(
+        Key::new("catch-up", POSTGRES, PAGES, n),
+        move || {
+            let p = p.clone();
+            boxed(async move { pg_pages(&p, batch, n).await })
+        },
+    ));
     cases
 }
 
