@@ -116,20 +116,20 @@ impl Plan {
     pub fn new(quick: bool) -> Self {
         if quick {
             Plan {
-                events: 5_000,
+                events: 3_000,
                 per_aggregate: 100,
                 catch_up_rounds: 3,
                 batch: 500,
-                upsert_events: 1_000,
+                upsert_events: 600,
                 upsert_rounds: 3,
-                guard_filler: (300, 20),
-                guard_saves: 100,
+                guard_filler: (200, 20),
+                guard_saves: 50,
                 guard_writers: 16,
                 guard_cycles: 10,
                 guard_rounds: 2,
                 live_rounds: 1,
                 live_round: Duration::from_millis(1_000),
-                e2e_samples: 20,
+                e2e_samples: 10,
             }
         } else {
             Plan {
