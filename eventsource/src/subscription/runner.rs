@@ -597,6 +597,7 @@ impl<S: SubscriptionStore> Subscription<S> {
         let mut warned = false;
         let mut held_wait = Duration::from_millis(2);
         let mut pending: Option<(Uuid, crate::BoxError)> = None;
+        let mut prefetched: Option<(Checkpoint, Result<crate::feed::FeedPage>)> = None;
         loop {
             if stop.requested() {
                 return Ok(());
@@ -604,13 +605,19 @@ impl<S: SubscriptionStore> Subscription<S> {
             let mut query = FeedQuery::after(read_at).limit(self.batch_size);
             query.aggregate_types = self.aggregate_types.clone();
             query.event_types = event_types.clone();
-            let Some(page) = self
-                .retrying(&mut stop, "reading the feed", || {
-                    self.store.read_feed(&query)
-                })
-                .await?
-            else {
-                return Ok(());
+            let page = match prefetched.take() {
+                Some((after, Ok(page))) if after == read_at => page,
+                _ => {
+                    let Some(page) = self
+                        .retrying(&mut stop, "reading the feed", || {
+                            self.store.read_feed(&query)
+                        })
+                        .await?
+                    else {
+                        return Ok(());
+                    };
+                    page
+                }
             };
             let at_end = page.at_end(&query);
             // Stall tracking.
@@ -643,19 +650,29 @@ impl<S: SubscriptionStore> Subscription<S> {
                 .filter(|e| partition_of(e.event.aggregate_id, self.partitions) == partition)
                 .collect();
             if !mine.is_empty() {
-                match self
-                    .handle_batch(
-                        consumer,
-                        partition,
-                        &mine,
-                        page.next,
-                        stored,
-                        &mut pending,
-                        &mut stop,
-                        status,
-                    )
-                    .await?
-                {
+                let batch = self.handle_batch(
+                    consumer,
+                    partition,
+                    &mine,
+                    page.next,
+                    stored,
+                    &mut pending,
+                    &mut stop,
+                    status,
+                );
+                let outcome = if at_end {
+                    batch.await?
+                } else {
+                    // More pages follow: read the next one while this batch is handled
+                    // and committed. The feed below its horizon never changes, so the
+                    // page stays right; it is used only if the whole batch committed.
+                    let mut next = query.clone();
+                    next.after = page.next;
+                    let (outcome, read) = tokio::join!(batch, self.store.read_feed(&next));
+                    prefetched = Some((page.next, read));
+                    outcome?
+                };
+                match outcome {
                     Batch::Committed(to) => {
                         stored = to;
                         read_at = to;
