@@ -1,13 +1,15 @@
 //! Derive macros of the `eventsource` crate: `#[derive(DomainEvent)]` and
 //! `#[derive(Aggregate)]`. See the `eventsource` crate for their documentation.
+//!
+//! Each derive reads in three steps, each in its own file: `parse` turns the attributes
+//! into a model (reporting malformed input), `check` applies the rules that span
+//! several keys or variants, and `generate` writes the impls. Generated code reaches
+//! every runtime item through `::eventsource::__private`, and names its bindings
+//! `__eventsource_*`, so it cannot clash with the user's names.
 
 mod aggregate;
-mod attr;
-mod ctxt;
-mod duration;
 mod event;
-mod snapshot;
-mod symbol;
+mod internals;
 
 use proc_macro::TokenStream;
 use syn::{DeriveInput, parse_macro_input};

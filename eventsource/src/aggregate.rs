@@ -39,8 +39,10 @@ pub trait Aggregate: Default + Clone + Send + Sync + Sized + 'static {
     /// The aggregate type name stored with every event and snapshot.
     const TYPE: &'static str;
 
-    /// The schema version of the state's JSON form. A snapshot with another version is
-    /// ignored and the aggregate is replayed from its events.
+    /// The schema version of the state's JSON form. An older snapshot is upcast when
+    /// [`upcast_snapshot`](Self::upcast_snapshot) covers its version and ignored
+    /// otherwise; a newer one is ignored. An ignored snapshot means a replay of the
+    /// events.
     const SCHEMA_VERSION: u32;
 
     /// Applies one event to the state. Must not fail: events are facts.
@@ -51,6 +53,19 @@ pub trait Aggregate: Default + Clone + Send + Sync + Sized + 'static {
 
     /// The state from snapshot JSON.
     fn from_snapshot(json: &str) -> serde_json::Result<Self>;
+
+    /// The state from the JSON of a snapshot taken at an older `schema_version`, brought
+    /// to [`SCHEMA_VERSION`](Self::SCHEMA_VERSION) by the chain declared with
+    /// `#[snapshot(upcast(...))]` or `#[snapshot(upcast_from(...))]`. `None` (the
+    /// default) when no chain covers `schema_version`; an error when a step fails.
+    /// Either way the load replays the events instead. See [`crate::upcast`].
+    fn upcast_snapshot(
+        schema_version: u32,
+        json: &str,
+    ) -> Option<std::result::Result<Self, crate::BoxError>> {
+        let _ = (schema_version, json);
+        None
+    }
 
     /// When this aggregate is snapshotted, as declared by `#[snapshot(...)]`.
     fn snapshot_policy() -> SnapshotPolicy {

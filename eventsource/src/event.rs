@@ -9,9 +9,17 @@ use uuid::Uuid;
 ///
 /// Each variant has a stable name (the `event_type` column) and a schema version. The
 /// payload stored is the variant's inner value as JSON, without the enum's tag.
+///
+/// Decoding goes through [`decode`](Self::decode): an event stored at an older version
+/// is upcast to the current one first, and a name the variant had before (an alias) is
+/// decoded as the variant. See the [`upcast`](crate::upcast) module.
 pub trait DomainEvent: Clone + Send + Sync + Sized + 'static {
-    /// Every event type name this enum can decode, in declaration order.
+    /// Every event type name this enum writes, in declaration order.
     const EVENT_TYPES: &'static [&'static str];
+
+    /// Earlier names of its variants, still decoded (declared with
+    /// `#[event(aliases("..."))]`). A reader that filters by type reads these too.
+    const EVENT_ALIASES: &'static [&'static str] = &[];
 
     /// The stored name of this event's variant.
     fn event_type(&self) -> &'static str;
@@ -22,25 +30,157 @@ pub trait DomainEvent: Clone + Send + Sync + Sized + 'static {
     /// The payload as JSON text.
     fn to_payload(&self) -> serde_json::Result<String>;
 
-    /// Decodes a stored payload by its event type name.
+    /// Decodes a stored payload into exactly one event.
+    ///
+    /// A stored event that an upcaster turns into none or several is
+    /// [`EventDecodeError::NotOne`]: readers of stored events use
+    /// [`decode`](Self::decode), which allows both.
     fn from_payload(
         event_type: &str,
         event_version: u32,
         payload: &str,
     ) -> Result<Self, EventDecodeError>;
+
+    /// Decodes a stored event by its type name and version into the events it stands
+    /// for today: usually one, none or several where an upcaster says so.
+    ///
+    /// Errors: a name that is neither a type nor an alias
+    /// ([`EventDecodeError::UnknownType`]); a version newer than the variant's
+    /// ([`EventDecodeError::NewerVersion`]); an upcaster that fails
+    /// ([`EventDecodeError::Upcast`]); a payload that is not the type's JSON.
+    fn decode(
+        event_type: &str,
+        event_version: u32,
+        payload: &str,
+    ) -> Result<Decoded<Self>, EventDecodeError> {
+        Self::from_payload(event_type, event_version, payload).map(Decoded::One)
+    }
+
+    /// Every stored name this enum decodes: [`EVENT_TYPES`](Self::EVENT_TYPES), then
+    /// [`EVENT_ALIASES`](Self::EVENT_ALIASES).
+    fn decodable_types() -> impl Iterator<Item = &'static str> {
+        Self::EVENT_TYPES.iter().chain(Self::EVENT_ALIASES).copied()
+    }
+}
+
+/// The events one stored event decodes to: one, or, after an upcaster that splits or
+/// drops events, any number.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decoded<E> {
+    /// The usual case, without an allocation.
+    One(E),
+    /// None or several.
+    Many(Vec<E>),
+}
+
+impl<E> Decoded<E> {
+    /// How many events.
+    pub fn len(&self) -> usize {
+        match self {
+            Decoded::One(_) => 1,
+            Decoded::Many(v) => v.len(),
+        }
+    }
+
+    /// `true` when the stored event stands for no event today.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Each event mapped through `f`.
+    pub fn map<T>(self, mut f: impl FnMut(E) -> T) -> Decoded<T> {
+        match self {
+            Decoded::One(e) => Decoded::One(f(e)),
+            Decoded::Many(v) => Decoded::Many(v.into_iter().map(f).collect()),
+        }
+    }
+
+    /// The one event, or `None` when there are none or several.
+    pub fn into_one(self) -> Option<E> {
+        match self {
+            Decoded::One(e) => Some(e),
+            Decoded::Many(mut v) if v.len() == 1 => v.pop(),
+            Decoded::Many(_) => None,
+        }
+    }
+}
+
+impl<E> IntoIterator for Decoded<E> {
+    type Item = E;
+    type IntoIter = DecodedIter<E>;
+
+    fn into_iter(self) -> DecodedIter<E> {
+        DecodedIter(match self {
+            Decoded::One(e) => Inner::One(Some(e)),
+            Decoded::Many(v) => Inner::Many(v.into_iter()),
+        })
+    }
+}
+
+/// The events of a [`Decoded`], in order.
+#[derive(Debug)]
+pub struct DecodedIter<E>(Inner<E>);
+
+#[derive(Debug)]
+enum Inner<E> {
+    One(Option<E>),
+    Many(std::vec::IntoIter<E>),
+}
+
+impl<E> Iterator for DecodedIter<E> {
+    type Item = E;
+
+    fn next(&mut self) -> Option<E> {
+        match &mut self.0 {
+            Inner::One(e) => e.take(),
+            Inner::Many(v) => v.next(),
+        }
+    }
 }
 
 /// Why a stored payload did not decode into a [`DomainEvent`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EventDecodeError {
-    /// The event type name is not one of [`DomainEvent::EVENT_TYPES`].
+    /// The event type name is not one of [`DomainEvent::EVENT_TYPES`] nor an alias.
     #[error("unknown event type `{event_type}`, expected one of {expected:?}")]
     UnknownType {
         /// The stored name.
         event_type: String,
         /// The names the enum knows.
         expected: &'static [&'static str],
+    },
+    /// The event was written by newer code: its version is above the variant's.
+    #[error(
+        "event `{event_type}` is stored at version {stored}, newer than version {current} that this code knows; deploy the code that wrote it"
+    )]
+    NewerVersion {
+        /// The stored name.
+        event_type: String,
+        /// The stored version.
+        stored: u32,
+        /// The variant's version in this code.
+        current: u32,
+    },
+    /// An upcaster failed, or the stored version has no step in the chain.
+    #[error("upcasting event `{event_type}` from version {from_version} failed: {source}")]
+    Upcast {
+        /// The stored name.
+        event_type: String,
+        /// The version of the step that failed.
+        from_version: u32,
+        /// What the upcaster said.
+        source: crate::BoxError,
+    },
+    /// [`DomainEvent::from_payload`] on an event that upcasts to none or several.
+    #[error(
+        "event `{event_type}` upcasts to {count} events, not one; decode it with `DomainEvent::decode`"
+    )]
+    NotOne {
+        /// The stored name.
+        event_type: String,
+        /// How many events it stands for.
+        count: usize,
     },
     /// The payload is not valid JSON for the variant.
     #[error("invalid payload: {0}")]

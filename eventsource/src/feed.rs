@@ -57,7 +57,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::event::{DomainEvent, EventMetadata, RecordedEvent};
+use crate::event::{Decoded, DomainEvent, EventMetadata, RecordedEvent};
 
 /// A point in the feed: a reader that has handled everything up to here reads on with
 /// [`FeedQuery::after`].
@@ -281,22 +281,30 @@ pub struct Envelope<E> {
 }
 
 impl<E: DomainEvent> Envelope<E> {
-    /// Decodes a feed event into `E`. A type `E` does not know, or a payload that does not
-    /// decode, is [`Error::EventDecode`].
+    /// Decodes a feed event into exactly one `E`, upcast from an older version where
+    /// `E` declares how. A type `E` does not know, a payload that does not decode, or an
+    /// event that upcasts to none or several is [`Error::EventDecode`]: readers that
+    /// allow those use [`decode_all`](Self::decode_all).
     pub fn decode(fed: &FeedEvent) -> Result<Self> {
         let e = &fed.event;
-        let event =
-            E::from_payload(&e.event_type, e.event_version, &e.payload).map_err(|source| {
-                Error::EventDecode {
-                    aggregate_type: e.aggregate_type.clone(),
-                    aggregate_id: e.aggregate_id,
-                    version: e.version,
-                    event_type: e.event_type.clone(),
-                    event_version: e.event_version,
-                    source,
-                }
-            })?;
-        Ok(Envelope {
+        let event = E::decode(&e.event_type, e.event_version, &e.payload)
+            .and_then(|decoded| crate::__private::exactly_one(&e.event_type, decoded))
+            .map_err(|source| decode_error(e, source))?;
+        Ok(Self::wrap(fed, event))
+    }
+
+    /// Decodes a feed event into the events it stands for today: one, or none or
+    /// several where an upcaster says so, each with the stored event's envelope.
+    pub fn decode_all(fed: &FeedEvent) -> Result<Decoded<Self>> {
+        let e = &fed.event;
+        let decoded = E::decode(&e.event_type, e.event_version, &e.payload)
+            .map_err(|source| decode_error(e, source))?;
+        Ok(decoded.map(|event| Self::wrap(fed, event)))
+    }
+
+    fn wrap(fed: &FeedEvent, event: E) -> Self {
+        let e = &fed.event;
+        Envelope {
             checkpoint: fed.checkpoint,
             position: e.position,
             event_id: e.event_id,
@@ -306,7 +314,18 @@ impl<E: DomainEvent> Envelope<E> {
             metadata: e.metadata.clone(),
             occurred_at: e.occurred_at,
             event,
-        })
+        }
+    }
+}
+
+fn decode_error(e: &RecordedEvent, source: crate::event::EventDecodeError) -> Error {
+    Error::EventDecode {
+        aggregate_type: e.aggregate_type.clone(),
+        aggregate_id: e.aggregate_id,
+        version: e.version,
+        event_type: e.event_type.clone(),
+        event_version: e.event_version,
+        source,
     }
 }
 

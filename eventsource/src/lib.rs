@@ -119,6 +119,7 @@ pub mod store;
 pub mod subscription;
 pub mod testing;
 mod time;
+pub mod upcast;
 mod version;
 
 pub use aggregate::{Aggregate, Apply, Dispatch, IntoEvents};

@@ -82,31 +82,45 @@ impl<A: Aggregate> Loader<A> {
                 "snapshot was written by newer code (higher schema version); replaying all events");
             return None;
         }
-        if snapshot.schema_version != A::SCHEMA_VERSION {
-            tracing::info!(aggregate_type = A::TYPE, aggregate_id = %id,
-                snapshot_schema = snapshot.schema_version, expected_schema = A::SCHEMA_VERSION,
-                "snapshot schema version mismatch; replaying all events");
-            return None;
-        }
         if snapshot.version == 0 {
             tracing::warn!(aggregate_type = A::TYPE, aggregate_id = %id,
                 "snapshot at version 0 is invalid; replaying all events");
             return None;
         }
-        match A::from_snapshot(&snapshot.state) {
-            Ok(state) => {
-                self.root = AggregateRoot::from_parts(id, snapshot.version, state);
-                self.anchor = Anchor::Expected(snapshot.version);
-                self.snapshot = Some((snapshot.version, snapshot.created_at));
-                Some(snapshot.version)
-            }
-            Err(error) => {
+        let restored = if snapshot.schema_version == A::SCHEMA_VERSION {
+            A::from_snapshot(&snapshot.state).map_err(|error| {
                 tracing::warn!(aggregate_type = A::TYPE, aggregate_id = %id,
                     version = snapshot.version, %error,
                     "snapshot state does not decode; replaying all events");
-                None
+            })
+        } else {
+            match A::upcast_snapshot(snapshot.schema_version, &snapshot.state) {
+                None => {
+                    tracing::info!(aggregate_type = A::TYPE, aggregate_id = %id,
+                        snapshot_schema = snapshot.schema_version, expected_schema = A::SCHEMA_VERSION,
+                        "snapshot schema version mismatch and no upcaster for it; replaying all events");
+                    Err(())
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(aggregate_type = A::TYPE, aggregate_id = %id,
+                        version = snapshot.version, snapshot_schema = snapshot.schema_version,
+                        expected_schema = A::SCHEMA_VERSION, %error,
+                        "snapshot upcast failed; replaying all events");
+                    Err(())
+                }
+                Some(Ok(state)) => {
+                    tracing::debug!(aggregate_type = A::TYPE, aggregate_id = %id,
+                        version = snapshot.version, snapshot_schema = snapshot.schema_version,
+                        expected_schema = A::SCHEMA_VERSION, "snapshot upcast to the current schema");
+                    Ok(state)
+                }
             }
-        }
+        };
+        let state = restored.ok()?;
+        self.root = AggregateRoot::from_parts(id, snapshot.version, state);
+        self.anchor = Anchor::Expected(snapshot.version);
+        self.snapshot = Some((snapshot.version, snapshot.created_at));
+        Some(snapshot.version)
     }
 }
 
@@ -134,8 +148,8 @@ impl<A: Aggregate> LoadVisitor for Loader<A> {
             self.anchor = Anchor::Found;
             return Ok(ControlFlow::Continue(()));
         }
-        let event =
-            A::Event::from_payload(e.event_type, e.event_version, e.payload).map_err(|source| {
+        let events =
+            A::Event::decode(e.event_type, e.event_version, e.payload).map_err(|source| {
                 Error::EventDecode {
                     aggregate_type: A::TYPE.to_owned(),
                     aggregate_id: self.root.id(),
@@ -145,7 +159,7 @@ impl<A: Aggregate> LoadVisitor for Loader<A> {
                     source,
                 }
             })?;
-        self.root.apply_stored(e.version, &event)?;
+        self.root.apply_stored(e.version, events)?;
         self.applied += 1;
         Ok(ControlFlow::Continue(()))
     }

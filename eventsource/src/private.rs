@@ -3,7 +3,15 @@
 pub use serde;
 pub use serde_json;
 
-pub use crate::aggregate::IntoEvents;
+pub use crate::aggregate::{Aggregate, Apply, Dispatch, IntoEvents};
+pub use crate::error::BoxError;
+pub use crate::event::{Decoded, DomainEvent, EventDecodeError};
+pub use crate::snapshot::{SnapshotMode, SnapshotPolicy};
+pub use crate::upcast::{EventUpcaster, SnapshotUpcaster, UpcastFrom};
+pub use core::result::Result;
+pub use std::string::String;
+
+use crate::upcast::Values;
 
 pub use crate::snapshot::{
     AllOf, AnyOf, CostlyLoad, EveryNEvents, Never, OnEvents, SnapshotStrategy, TimeSinceSnapshot,
@@ -149,6 +157,121 @@ impl<T: serde::de::DeserializeOwned> SnapshotDeserialize for T {
     fn __from_json(json: &str) -> serde_json::Result<Self> {
         serde_json::from_str(json)
     }
+}
+
+/// The stored JSON of an event that an upcast chain starts on.
+pub fn upcast_start(event_type: &str, payload: &str) -> Result<Values, EventDecodeError> {
+    let _ = event_type;
+    Ok(Values::One(serde_json::from_str(payload)?))
+}
+
+/// One step of an event chain, run on each value the earlier steps produced.
+pub fn upcast_event_step<U: EventUpcaster>(
+    values: Values,
+    event_type: &str,
+    from_version: u32,
+    step: &U,
+) -> Result<Values, EventDecodeError> {
+    let failed = |source| EventDecodeError::Upcast {
+        event_type: event_type.to_owned(),
+        from_version,
+        source,
+    };
+    match values {
+        Values::One(v) => step.upcast(v).map_err(failed),
+        Values::Many(vs) => {
+            let mut out = Vec::with_capacity(vs.len());
+            for v in vs {
+                match step.upcast(v).map_err(failed)? {
+                    Values::One(v) => out.push(v),
+                    Values::Many(more) => out.extend(more),
+                }
+            }
+            Ok(Values::Many(out))
+        }
+    }
+}
+
+/// The values at the end of a chain, each decoded as the variant's type.
+pub fn upcast_finish<T: serde::de::DeserializeOwned, E>(
+    values: Values,
+    wrap: fn(T) -> E,
+) -> Result<Decoded<E>, EventDecodeError> {
+    match values {
+        Values::One(v) => Ok(Decoded::One(wrap(serde_json::from_value(v)?))),
+        Values::Many(vs) => vs
+            .into_iter()
+            .map(|v| Ok(wrap(serde_json::from_value(v)?)))
+            .collect::<Result<Vec<E>, EventDecodeError>>()
+            .map(Decoded::Many),
+    }
+}
+
+/// A step of a typed chain; the bound explains a missing `From`.
+pub fn upcast_typed<T, U: UpcastFrom<T>>(value: T) -> U {
+    U::upcast_from(value)
+}
+
+/// An event stored by newer code.
+pub fn newer_event(event_type: &str, stored: u32, current: u32) -> EventDecodeError {
+    EventDecodeError::NewerVersion {
+        event_type: event_type.to_owned(),
+        stored,
+        current,
+    }
+}
+
+/// An event stored at a version below the first step of its chain (version 0).
+pub fn below_chain(event_type: &str, stored: u32) -> EventDecodeError {
+    EventDecodeError::Upcast {
+        event_type: event_type.to_owned(),
+        from_version: stored,
+        source: format!("no upcast step reads version {stored}; versions start at 1").into(),
+    }
+}
+
+/// [`DomainEvent::from_payload`] from [`DomainEvent::decode`]: exactly one event.
+pub fn exactly_one<E>(event_type: &str, decoded: Decoded<E>) -> Result<E, EventDecodeError> {
+    let count = decoded.len();
+    decoded.into_one().ok_or_else(|| EventDecodeError::NotOne {
+        event_type: event_type.to_owned(),
+        count,
+    })
+}
+
+/// The JSON of a snapshot that a chain starts on.
+pub fn snapshot_start(json: &str) -> Result<serde_json::Value, BoxError> {
+    Ok(serde_json::from_str(json)?)
+}
+
+/// One step of a snapshot chain, its error saying which step failed.
+pub fn upcast_snapshot_step<U: SnapshotUpcaster>(
+    value: serde_json::Value,
+    from_version: u32,
+    step: &U,
+) -> Result<serde_json::Value, BoxError> {
+    step.upcast(value)
+        .map_err(|e| format!("the step from schema version {from_version} failed: {e}").into())
+}
+
+/// The state from the JSON at the end of a snapshot chain.
+pub fn snapshot_from_value<T: SnapshotDeserialize>(
+    value: serde_json::Value,
+) -> Result<T, BoxError> {
+    // The state type's own decoding, so that it reads as every snapshot does.
+    T::__from_json(&value.to_string())
+        .map_err(|e| format!("the upcast state does not decode as the current schema: {e}").into())
+}
+
+/// The state from the typed end of a snapshot chain, for `upcast_from`.
+pub fn snapshot_typed<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, BoxError> {
+    Ok(serde_json::from_str(json)?)
+}
+
+/// `#[snapshot(keep = N)]`.
+pub fn keep_snapshots(policy: SnapshotPolicy, keep: u32) -> SnapshotPolicy {
+    let _ = keep;
+    policy
 }
 
 #[cfg(test)]

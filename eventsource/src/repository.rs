@@ -499,12 +499,8 @@ impl<A: Aggregate> AggregateRepository<A> {
                 if failed.is_some() || e.event_id != crate::command::event_id(command_id, next) {
                     return Ok(());
                 }
-                match <A::Event as DomainEvent>::from_payload(
-                    e.event_type,
-                    e.event_version,
-                    e.payload,
-                ) {
-                    Ok(event) => events.push(event),
+                match <A::Event as DomainEvent>::decode(e.event_type, e.event_version, e.payload) {
+                    Ok(decoded) => events.extend(decoded),
                     Err(source) => {
                         failed = Some(Error::EventDecode {
                             aggregate_type: A::TYPE.to_owned(),

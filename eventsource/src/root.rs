@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::aggregate::{Aggregate, IntoEvents};
 use crate::error::{Error, Result};
-use crate::event::{DomainEvent, EventMetadata};
+use crate::event::{Decoded, DomainEvent, EventMetadata};
 
 /// One aggregate instance: its id, the version of its last event, its state and the
 /// events recorded since it was loaded or saved.
@@ -205,7 +205,9 @@ impl<A: Aggregate> AggregateRoot<A> {
     }
 
     /// Applies an event read from the store. Its version must be the next one.
-    pub(crate) fn apply_stored(&mut self, version: u64, event: &A::Event) -> Result<()> {
+    /// Applies the events a stored event at `version` decoded to (one, or after an
+    /// upcast none or several).
+    pub(crate) fn apply_stored(&mut self, version: u64, events: Decoded<A::Event>) -> Result<()> {
         let expected = self.version + 1;
         if version != expected {
             return Err(Error::VersionMismatch {
@@ -215,7 +217,9 @@ impl<A: Aggregate> AggregateRoot<A> {
                 actual: version,
             });
         }
-        self.state.apply_event(event);
+        for event in events {
+            self.state.apply_event(&event);
+        }
         self.version = version;
         Ok(())
     }

@@ -237,6 +237,11 @@ macro_rules! conformance_tests {
             nonfinite_events_are_refused,
             nonfinite_state_is_never_snapshotted,
         );
+        $crate::conformance_tests!(@with upcasting $fixture;
+            upcast_events_of_every_version_load_alike,
+            failing_event_upcasts_are_typed_errors,
+            old_snapshots_are_upcast_or_replayed,
+        );
         $crate::conformance_tests!(@with hostile $fixture;
             hostile_names_are_refused,
             hostile_snapshot_states_are_refused,

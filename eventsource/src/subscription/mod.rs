@@ -172,16 +172,17 @@ where
 {
     fn event_types(&self) -> Option<Vec<String>> {
         Some(
-            <P::Event as DomainEvent>::EVENT_TYPES
-                .iter()
-                .map(|t| (*t).to_owned())
+            <P::Event as DomainEvent>::decodable_types()
+                .map(str::to_owned)
                 .collect(),
         )
     }
 
     async fn consume(&mut self, conn: &mut C, event: &FeedEvent) -> Result<(), BoxError> {
-        let envelope = Envelope::<P::Event>::decode(event)?;
-        self.0.apply(conn, envelope).await
+        for envelope in Envelope::<P::Event>::decode_all(event)? {
+            self.0.apply(conn, envelope).await?;
+        }
+        Ok(())
     }
 }
 

@@ -512,18 +512,20 @@ impl<S: SubscriptionStore> Subscription<S> {
         let Some((_, event)) = self.store.parked_event(&self.name, event_id).await? else {
             return Ok(false);
         };
-        let envelope = crate::feed::Envelope::<P::Event>::decode(&event)?;
+        let envelopes = crate::feed::Envelope::<P::Event>::decode_all(&event)?;
         let mut tx = self.store.begin().await?;
-        projection
-            .apply(&mut tx, envelope)
-            .await
-            .map_err(|source| Error::HandlerFailed {
-                subscription: self.name.clone(),
-                event_id,
-                position: event.event.position,
-                attempts: 1,
-                source,
-            })?;
+        for envelope in envelopes {
+            projection
+                .apply(&mut tx, envelope)
+                .await
+                .map_err(|source| Error::HandlerFailed {
+                    subscription: self.name.clone(),
+                    event_id,
+                    position: event.event.position,
+                    attempts: 1,
+                    source,
+                })?;
+        }
         self.store.unpark(tx, &self.name, event_id).await
     }
 

@@ -15,3 +15,4 @@ pub mod retries;
 pub mod roundtrip;
 pub mod snapshot_store;
 pub mod subscriptions;
+pub mod upcasting;

@@ -1,12 +1,71 @@
-//! Parsing of attribute values, shared by both derives.
+//! Parsing of attributes, shared by both derives: the one loop over an attribute's keys,
+//! and the parsers of the values written after them.
 
 use proc_macro2::Span;
 use quote::ToTokens;
 use syn::meta::ParseNestedMeta;
 use syn::{Expr, ExprLit, Lit, LitStr};
 
-use crate::ctxt::Ctxt;
-use crate::symbol::{SYNONYMS, Symbol, list};
+use super::ctxt::Ctxt;
+use super::symbol::{SYNONYMS, Symbol, list};
+
+/// The key of `meta` if it is one of `keys`.
+pub fn key_of(meta: &ParseNestedMeta<'_>, keys: &[Symbol]) -> Option<Symbol> {
+    keys.iter().copied().find(|k| meta.path == *k)
+}
+
+/// Parses the keys of `#[name(key = value, ...)]`: `each` parses one key's value and
+/// answers `None` for a key it does not take, which is reported with the keys of
+/// `keys` and a did-you-mean hint. Every error is recorded and the parse goes on with
+/// the next key, so that one build reports every mistake.
+pub fn parse_keys(
+    cx: &Ctxt,
+    attr: &syn::Attribute,
+    keys: &[Symbol],
+    mut each: impl FnMut(&ParseNestedMeta<'_>) -> Option<syn::Result<()>>,
+) {
+    let name = attr
+        .path()
+        .get_ident()
+        .map_or_else(String::new, ToString::to_string);
+    let place = format!("#[{name}(...)]");
+    let result = attr.parse_nested_meta(|meta| {
+        parse_key(cx, &meta, &place, keys, &mut each);
+        Ok(())
+    });
+    if let Err(e) = result {
+        cx.syn_error(e);
+    }
+}
+
+/// [`parse_keys`] for the keys in the parentheses after `meta`, e.g. `any(...)`, named
+/// `place` in messages.
+pub fn parse_nested_keys(
+    cx: &Ctxt,
+    meta: &ParseNestedMeta<'_>,
+    place: &str,
+    keys: &[Symbol],
+    mut each: impl FnMut(&ParseNestedMeta<'_>) -> Option<syn::Result<()>>,
+) -> syn::Result<()> {
+    meta.parse_nested_meta(|inner| {
+        parse_key(cx, &inner, place, keys, &mut each);
+        Ok(())
+    })
+}
+
+fn parse_key(
+    cx: &Ctxt,
+    meta: &ParseNestedMeta<'_>,
+    place: &str,
+    keys: &[Symbol],
+    each: &mut impl FnMut(&ParseNestedMeta<'_>) -> Option<syn::Result<()>>,
+) {
+    let outcome = each(meta).unwrap_or_else(|| Err(unknown_key_in(meta, place, keys)));
+    if let Err(e) = outcome {
+        cx.syn_error(e);
+        skip_value(meta);
+    }
+}
 
 /// One attribute key's value; a second occurrence is reported on its own span.
 pub struct Attr<'c, T> {
@@ -131,12 +190,8 @@ pub fn parse_positive(
     }
 }
 
-/// The error for a key that the attribute does not accept, with a suggestion.
-pub fn unknown_key(meta: &ParseNestedMeta<'_>, attr: &str, keys: &[Symbol]) -> syn::Error {
-    unknown_key_in(meta, &format!("#[{attr}(...)]"), keys)
-}
-
-/// [`unknown_key`] for a key inside `place`, e.g. "`any(...)` of #[snapshot(...)]".
+/// The error for a key that `place` (e.g. "`any(...)` of #[snapshot(...)]") does not
+/// accept, with a suggestion.
 pub fn unknown_key_in(meta: &ParseNestedMeta<'_>, place: &str, keys: &[Symbol]) -> syn::Error {
     let got = meta
         .path
@@ -163,14 +218,11 @@ pub fn unknown_key_in(meta: &ParseNestedMeta<'_>, place: &str, keys: &[Symbol]) 
 }
 
 /// Skips the rest of a key's input after an error, so parsing can go on.
-pub fn skip_value(meta: &ParseNestedMeta<'_>) {
+fn skip_value(meta: &ParseNestedMeta<'_>) {
     if meta.input.peek(syn::Token![=]) {
         let _ = meta.value().and_then(|v| v.parse::<Expr>());
     } else if meta.input.peek(syn::token::Paren) {
-        let _ = meta.parse_nested_meta(|inner| {
-            skip_value(&inner);
-            Ok(())
-        });
+        let _ = meta.input.parse::<proc_macro2::TokenTree>();
     }
 }
 
@@ -194,4 +246,40 @@ pub fn attr_span(attr: &syn::Attribute) -> Span {
     attr.path()
         .get_ident()
         .map_or_else(Span::call_site, |i| i.span())
+}
+
+/// `key("a", "b")`: one or more string literals, each with its span.
+pub fn parse_str_list(meta: &ParseNestedMeta<'_>, key: Symbol) -> syn::Result<Vec<LitStr>> {
+    if !meta.input.peek(syn::token::Paren) {
+        return Err(meta.error(format!(
+            "write the names in parentheses: `{key}(\"OldName\")`"
+        )));
+    }
+    let content;
+    syn::parenthesized!(content in meta.input);
+    let mut out = Vec::new();
+    while !content.is_empty() {
+        if content.peek(LitStr) {
+            out.push(content.parse::<LitStr>()?);
+        } else if content.peek(syn::Ident) {
+            let ident: syn::Ident = content.parse()?;
+            return Err(syn::Error::new(
+                ident.span(),
+                format!("write the name in quotes: `{key}(\"{ident}\")`"),
+            ));
+        } else {
+            return Err(content.error(format!(
+                "expected a string in `{key}(...)`, e.g. `{key}(\"OldName\")`"
+            )));
+        }
+        if !content.is_empty() {
+            content.parse::<syn::Token![,]>()?;
+        }
+    }
+    if out.is_empty() {
+        return Err(meta.error(format!(
+            "empty `{key}()`: name at least one earlier name, e.g. `{key}(\"OldName\")`"
+        )));
+    }
+    Ok(out)
 }

@@ -18,6 +18,10 @@ pub const THRESHOLD: Symbol = Symbol("threshold");
 pub const MODE: Symbol = Symbol("mode");
 pub const NEVER: Symbol = Symbol("never");
 pub const TIMEOUT: Symbol = Symbol("timeout");
+pub const ALIASES: Symbol = Symbol("aliases");
+pub const UPCAST: Symbol = Symbol("upcast");
+pub const UPCAST_FROM: Symbol = Symbol("upcast_from");
+pub const KEEP: Symbol = Symbol("keep");
 
 // Snapshot triggers.
 pub const EVERY: Symbol = Symbol("every");
@@ -46,6 +50,9 @@ pub const SNAPSHOT_KEYS: &[Symbol] = &[
     STRATEGY,
     NEVER,
     TIMEOUT,
+    UPCAST,
+    UPCAST_FROM,
+    KEEP,
 ];
 /// Keys accepted inside `any(...)` and `all(...)`: the triggers.
 pub const TRIGGER_KEYS: &[Symbol] = &[
@@ -60,7 +67,15 @@ pub const TRIGGER_KEYS: &[Symbol] = &[
     STRATEGY,
 ];
 /// Keys of `#[snapshot(...)]` that are not triggers, so only belong at its top level.
-pub const TOP_LEVEL_ONLY: &[Symbol] = &[SCHEMA_VERSION, MODE, NEVER, TIMEOUT];
+pub const TOP_LEVEL_ONLY: &[Symbol] = &[
+    SCHEMA_VERSION,
+    MODE,
+    NEVER,
+    TIMEOUT,
+    UPCAST,
+    UPCAST_FROM,
+    KEEP,
+];
 /// Words a user may reach for, and the key that means it.
 pub const SYNONYMS: &[(&str, Symbol)] = &[
     ("or", ANY),
@@ -70,9 +85,16 @@ pub const SYNONYMS: &[(&str, Symbol)] = &[
     ("on_events", ON),
     ("events", ON),
     ("version", SCHEMA_VERSION),
+    ("alias", ALIASES),
+    ("renamed_from", ALIASES),
+    ("upcasts", UPCAST),
+    ("upcaster", UPCAST),
+    ("migrate", UPCAST),
+    ("history", KEEP),
+    ("retain", KEEP),
 ];
 /// Keys accepted by `#[event(...)]`.
-pub const EVENT_KEYS: &[Symbol] = &[NAME, VERSION];
+pub const EVENT_KEYS: &[Symbol] = &[NAME, VERSION, ALIASES, UPCAST, UPCAST_FROM];
 
 impl PartialEq<Symbol> for Ident {
     fn eq(&self, word: &Symbol) -> bool {

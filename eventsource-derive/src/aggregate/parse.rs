@@ -1,85 +1,101 @@
-//! `#[snapshot(...)]`: the schema version, the mode, and the triggers that make up the
-//! snapshot strategy.
-//!
-//! ```text
-//! #[snapshot(
-//!     schema_version = 2,                 // required
-//!     mode = "background",                // "sync" (default), "background" or "manual"
-//!     every = 100,                        // alias: threshold = 100
-//!     after = "1h",                       // time since the last snapshot
-//!     on(OrderSubmitted, "order.closed"), // a save stores one of these events
-//!     replayed_over = 500,                // the last load replayed more events
-//!     load_slower_than = "200ms",         // the last load took longer
-//!     any(...), all(...),                 // groups of triggers, nestable
-//!     strategy = my_strategy(),           // any `impl SnapshotStrategy`
-//!     never,                              // explicitly no automatic snapshot
-//! )]
-//! ```
-//!
-//! Top-level triggers combine with "or": a snapshot is taken when any one is due.
+//! Reading `#[aggregate(...)]` and `#[snapshot(...)]`.
 
-use proc_macro2::{Span, TokenStream};
-use quote::{ToTokens, quote, quote_spanned};
+use proc_macro2::Span;
+use quote::ToTokens;
 use syn::meta::ParseNestedMeta;
 use syn::spanned::Spanned;
-use syn::{Expr, Ident, LitStr, Path, Token};
+use syn::{Data, DeriveInput, Expr, Ident, LitStr, Path, Token};
 
-use crate::attr::{self, Attr};
-use crate::ctxt::Ctxt;
-use crate::duration;
-use crate::symbol::{
-    AFTER, ALL, ANY, EVERY, LOAD_SLOWER_THAN, MODE, NEVER, ON, REPLAYED_OVER, SCHEMA_VERSION,
-    SNAPSHOT_KEYS, Symbol, THRESHOLD, TIMEOUT, TOP_LEVEL_ONLY, TRIGGER_KEYS,
+use super::{EventName, Input, Kind, Mode, Snapshot, Trigger};
+use crate::internals::attr::{self, Attr};
+use crate::internals::chain;
+use crate::internals::ctxt::Ctxt;
+use crate::internals::duration;
+use crate::internals::symbol::{
+    AFTER, AGGREGATE, AGGREGATE_KEYS, ALL, ANY, EVENT, EVERY, KEEP, LOAD_SLOWER_THAN, MODE, NAME,
+    NEVER, ON, REPLAYED_OVER, SCHEMA_VERSION, SNAPSHOT, SNAPSHOT_KEYS, Symbol, THRESHOLD, TIMEOUT,
+    TOP_LEVEL_ONLY, TRIGGER_KEYS, UPCAST, UPCAST_FROM,
 };
 
 const ATTR: &str = "snapshot";
 
-/// What `#[snapshot(...)]` declares.
-pub struct Snapshot {
-    /// The attribute's name, for errors about the whole attribute.
-    pub span: Span,
-    pub schema_version: Option<u32>,
-    /// `schema_version` was written, even if its value was wrong (already reported).
-    pub schema_version_written: bool,
-    /// The attribute is not a list, already reported.
-    pub malformed: bool,
-    pub mode: Option<(Mode, Span)>,
-    pub never: Option<Span>,
-    /// `timeout = "500ms"`: the bound on snapshot reads and writes, in milliseconds.
-    pub timeout: Option<u64>,
-    /// Combined with "or".
-    pub triggers: Vec<Trigger>,
+pub fn parse<'a>(cx: &Ctxt, input: &'a DeriveInput) -> Input<'a> {
+    if !input.generics.params.is_empty() {
+        cx.error_spanned_by(
+            &input.generics,
+            "#[derive(Aggregate)] does not support generic types; declare a concrete state type",
+        );
+    }
+    if let Data::Union(u) = &input.data {
+        cx.error_spanned_by(
+            u.union_token,
+            "#[derive(Aggregate)] works on a struct or an enum, not a union",
+        );
+    }
+
+    let mut name = Attr::<LitStr>::none(cx, "aggregate", NAME);
+    let mut event = Attr::<Path>::none(cx, "aggregate", EVENT);
+    let mut snapshot: Option<Snapshot> = None;
+    let mut event_written = false;
+
+    for a in &input.attrs {
+        if a.path() == AGGREGATE {
+            attr::parse_keys(cx, a, AGGREGATE_KEYS, |meta| {
+                Some(match attr::key_of(meta, AGGREGATE_KEYS)? {
+                    NAME => {
+                        attr::parse_str(meta, "aggregate", NAME).map(|s| name.set(&meta.path, s))
+                    }
+                    _ => {
+                        event_written = true;
+                        parse_event(meta).map(|p| event.set(&meta.path, p))
+                    }
+                })
+            });
+        } else if a.path() == SNAPSHOT {
+            let parsed = parse_snapshot(cx, a);
+            if snapshot.is_some() {
+                cx.error_spanned_by(
+                    a,
+                    "duplicate #[snapshot(...)] attribute; merge its keys into the first one",
+                );
+            } else {
+                snapshot = Some(parsed);
+            }
+        }
+    }
+
+    let name_lit = name.get();
+    Input {
+        input,
+        name: name_lit
+            .as_ref()
+            .map_or_else(|| input.ident.to_string(), LitStr::value),
+        name_lit,
+        event: event.get(),
+        event_written,
+        snapshot,
+    }
 }
 
-#[derive(Clone, Copy, PartialEq)]
-pub enum Mode {
-    Sync,
-    Background,
-    Manual,
-}
-
-/// One trigger; `span` is its key's.
-pub struct Trigger {
-    pub span: Span,
-    pub key: Symbol,
-    pub kind: Kind,
-}
-
-pub enum Kind {
-    Every(u64),
-    After(u64),
-    On(Vec<EventName>),
-    ReplayedOver(u64),
-    LoadSlowerThan(u64),
-    Any(Vec<Trigger>),
-    All(Vec<Trigger>),
-    Strategy(Expr),
-}
-
-/// A name in `on(...)`: an identifier or a string literal, with its span.
-pub struct EventName {
-    pub value: String,
-    pub span: Span,
+/// `event = OrderEvent`: a type path.
+fn parse_event(meta: &ParseNestedMeta<'_>) -> syn::Result<Path> {
+    match meta.value()?.parse::<Expr>()? {
+        Expr::Path(p) if p.qself.is_none() => Ok(p.path),
+        Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Str(s),
+            ..
+        }) => Err(syn::Error::new(
+            s.span(),
+            format!(
+                "`event` takes the event enum's type, not a string: write `event = {}` without quotes",
+                s.value()
+            ),
+        )),
+        other => Err(syn::Error::new_spanned(
+            other,
+            "expected the event enum's type for `event` in #[aggregate(...)], e.g. `event = OrderEvent`",
+        )),
+    }
 }
 
 /// Where a key was found, for messages.
@@ -202,45 +218,46 @@ impl<'c> Triggers<'c> {
     }
 }
 
-pub fn parse(cx: &Ctxt, a: &syn::Attribute) -> Snapshot {
+fn parse_snapshot(cx: &Ctxt, a: &syn::Attribute) -> Snapshot {
     let mut schema_version = Attr::none(cx, ATTR, SCHEMA_VERSION);
     let mut mode = Attr::none(cx, ATTR, MODE);
     let mut never = Attr::none(cx, ATTR, NEVER);
     let mut timeout = Attr::none(cx, ATTR, TIMEOUT);
+    let mut keep = Attr::none(cx, ATTR, KEEP);
+    let mut upcast = Attr::none(cx, ATTR, UPCAST);
+    let mut upcast_from = Attr::none(cx, ATTR, UPCAST_FROM);
     let mut triggers = Triggers::new(cx, Level::Top);
     let mut schema_version_written = false;
     let mut malformed = false;
     if let syn::Meta::List(_) = a.meta {
-        let result = a.parse_nested_meta(|meta| {
-            let outcome = if let Some(result) = triggers.parse(&meta) {
-                result
-            } else if meta.path == SCHEMA_VERSION {
-                schema_version_written = true;
-                attr::parse_positive(&meta, ATTR, SCHEMA_VERSION, u64::from(u32::MAX))
-                    .map(|v| schema_version.set(&meta.path, v as u32))
-            } else if meta.path == MODE {
-                parse_mode(&meta).map(|m| mode.set(&meta.path, m))
-            } else if meta.path == TIMEOUT {
-                parse_duration(&meta, TIMEOUT).map(|ms| timeout.set(&meta.path, ms))
-            } else if meta.path == NEVER {
-                if meta.input.is_empty() || meta.input.peek(Token![,]) {
-                    never.set(&meta.path, meta.path.span());
-                    Ok(())
-                } else {
-                    Err(meta.error("`never` takes no value: write `never` alone"))
-                }
-            } else {
-                Err(attr::unknown_key(&meta, ATTR, SNAPSHOT_KEYS))
-            };
-            if let Err(e) = outcome {
-                cx.syn_error(e);
-                attr::skip_value(&meta);
+        attr::parse_keys(cx, a, SNAPSHOT_KEYS, |meta| {
+            if let Some(result) = triggers.parse(meta) {
+                return Some(result);
             }
-            Ok(())
+            Some(match attr::key_of(meta, SNAPSHOT_KEYS)? {
+                SCHEMA_VERSION => {
+                    schema_version_written = true;
+                    attr::parse_positive(meta, ATTR, SCHEMA_VERSION, i32::MAX as u64)
+                        .map(|v| schema_version.set(&meta.path, v as u32))
+                }
+                MODE => parse_mode(meta).map(|m| mode.set(&meta.path, m)),
+                TIMEOUT => parse_duration(meta, TIMEOUT).map(|ms| timeout.set(&meta.path, ms)),
+                KEEP => parse_keep(meta).map(|k| keep.set(&meta.path, k)),
+                UPCAST => chain::parse(meta, UPCAST).map(|c| upcast.set(&meta.path, c)),
+                UPCAST_FROM => {
+                    chain::parse(meta, UPCAST_FROM).map(|c| upcast_from.set(&meta.path, c))
+                }
+                _ => {
+                    // NEVER, the last key that is not a trigger.
+                    if meta.input.is_empty() || meta.input.peek(Token![,]) {
+                        never.set(&meta.path, meta.path.span());
+                        Ok(())
+                    } else {
+                        Err(meta.error("`never` takes no value: write `never` alone"))
+                    }
+                }
+            })
         });
-        if let Err(e) = result {
-            cx.syn_error(e);
-        }
     } else if let syn::Meta::NameValue(nv) = &a.meta {
         malformed = true;
         cx.error_spanned_by(
@@ -257,7 +274,29 @@ pub fn parse(cx: &Ctxt, a: &syn::Attribute) -> Snapshot {
         never: never.get(),
         timeout: timeout.get(),
         triggers: triggers.list,
+        keep: keep.get(),
+        upcast: upcast.get(),
+        upcast_from: upcast_from.get(),
     }
+}
+
+/// `keep = N`: how many snapshots of each aggregate are kept, at least 1.
+fn parse_keep(meta: &ParseNestedMeta<'_>) -> syn::Result<(u64, Span)> {
+    let fork = meta.input.fork();
+    let zero = fork.parse::<Token![=]>().is_ok()
+        && fork
+            .parse::<syn::LitInt>()
+            .is_ok_and(|i| i.base10_parse::<u64>().is_ok_and(|v| v == 0));
+    if zero {
+        let value = meta.value()?;
+        let lit: syn::LitInt = value.parse()?;
+        return Err(syn::Error::new(
+            lit.span(),
+            "`keep = 0` would keep no snapshot at all: write `keep = 1` (the default, the latest only) or more to keep a history for `load_at`; to take no snapshots, use `never`",
+        ));
+    }
+    let span = meta.path.span();
+    attr::parse_positive(meta, ATTR, KEEP, u64::from(u32::MAX)).map(|n| (n, span))
 }
 
 fn parse_mode(meta: &ParseNestedMeta<'_>) -> syn::Result<(Mode, Span)> {
@@ -376,124 +415,14 @@ fn parse_group(cx: &Ctxt, meta: &ParseNestedMeta<'_>, group: Symbol) -> syn::Res
     }
     let level = Level::Group(group);
     let mut triggers = Triggers::new(cx, level);
-    meta.parse_nested_meta(|inner| {
-        let outcome = match triggers.parse(&inner) {
-            Some(result) => result,
-            None if TOP_LEVEL_ONLY.iter().any(|k| inner.path == *k) => Err(inner.error(format!(
-                "`{}` belongs at the top level of #[snapshot(...)], not inside `{group}(...)`",
-                inner.path.to_token_stream()
-            ))),
-            None => Err(attr::unknown_key_in(&inner, &level.place(), TRIGGER_KEYS)),
-        };
-        if let Err(e) = outcome {
-            cx.syn_error(e);
-            attr::skip_value(&inner);
-        }
-        Ok(())
+    attr::parse_nested_keys(cx, meta, &level.place(), TRIGGER_KEYS, |inner| {
+        triggers.parse(inner).or_else(|| {
+            attr::key_of(inner, TOP_LEVEL_ONLY).map(|key| {
+                Err(inner.error(format!(
+                    "`{key}` belongs at the top level of #[snapshot(...)], not inside `{group}(...)`"
+                )))
+            })
+        })
     })?;
     Ok(triggers.list)
-}
-
-/// Rules of `#[snapshot]`:
-/// - `schema_version` is required: snapshots outlive code changes, so their shape is
-///   versioned from the start;
-/// - `mode = "manual"` takes no automatic trigger (the repository never asks it);
-/// - `never` takes no other trigger (it would contradict them).
-pub fn check(cx: &Ctxt, s: &Snapshot) {
-    if s.schema_version.is_none() && !s.schema_version_written && !s.malformed {
-        cx.syn_error(syn::Error::new(
-            s.span,
-            "missing `schema_version` in #[snapshot(...)]: add `schema_version = 1` and increment it whenever the state's serialized shape changes",
-        ));
-    }
-    if let (Some((Mode::Manual, mode_span)), Some(first)) = (s.mode, s.triggers.first()) {
-        let mut e = syn::Error::new(
-            first.span,
-            format!(
-                "`{}` has no effect with mode = \"manual\": remove the automatic triggers, or use mode = \"sync\" or \"background\"",
-                first.key
-            ),
-        );
-        e.combine(syn::Error::new(mode_span, "manual mode declared here"));
-        cx.syn_error(e);
-    }
-    if let (Some(never), Some(first)) = (s.never, s.triggers.first()) {
-        let mut e = syn::Error::new(
-            never,
-            format!(
-                "`never` contradicts the other triggers: remove `never`, or remove `{}` and the other triggers",
-                first.key
-            ),
-        );
-        e.combine(syn::Error::new(first.span, "trigger declared here"));
-        cx.syn_error(e);
-    }
-}
-
-impl Snapshot {
-    pub fn mode_tokens(&self) -> TokenStream {
-        match self.mode.map_or(Mode::Sync, |(m, _)| m) {
-            Mode::Sync => quote!(Sync),
-            Mode::Background => quote!(Background),
-            Mode::Manual => quote!(Manual),
-        }
-    }
-
-    /// The strategy tree: top-level triggers under one `AnyOf`.
-    pub fn strategy_tokens(&self) -> TokenStream {
-        match self.triggers.as_slice() {
-            [] => quote!(::eventsource::__private::Never),
-            [one] => one.to_tokens(),
-            many => group(quote!(AnyOf), many),
-        }
-    }
-
-    /// Every name of every `on(...)`, nested ones included.
-    pub fn event_names(&self) -> Vec<&EventName> {
-        fn walk<'a>(triggers: &'a [Trigger], out: &mut Vec<&'a EventName>) {
-            for t in triggers {
-                match &t.kind {
-                    Kind::On(names) => out.extend(names),
-                    Kind::Any(inner) | Kind::All(inner) => walk(inner, out),
-                    _ => {}
-                }
-            }
-        }
-        let mut out = Vec::new();
-        walk(&self.triggers, &mut out);
-        out
-    }
-}
-
-fn group(ty: TokenStream, triggers: &[Trigger]) -> TokenStream {
-    let parts = triggers.iter().map(Trigger::to_tokens);
-    quote!(::eventsource::__private::#ty::new() #(.with(#parts))*)
-}
-
-impl Trigger {
-    fn to_tokens(&self) -> TokenStream {
-        let p = quote!(::eventsource::__private);
-        let duration = |ms: u64| quote!(::core::time::Duration::from_millis(#ms));
-        match &self.kind {
-            Kind::Every(n) => quote!(#p::EveryNEvents::__from_attribute(#n)),
-            Kind::After(ms) => {
-                let d = duration(*ms);
-                quote!(#p::TimeSinceSnapshot::new(#d))
-            }
-            Kind::On(names) => {
-                let names = names.iter().map(|n| &n.value);
-                quote!(#p::OnEvents::new([#(#names),*]))
-            }
-            Kind::ReplayedOver(n) => quote!(#p::CostlyLoad::replayed_over(#n)),
-            Kind::LoadSlowerThan(ms) => {
-                let d = duration(*ms);
-                quote!(#p::CostlyLoad::slower_than(#d))
-            }
-            Kind::Any(inner) => group(quote!(AnyOf), inner),
-            Kind::All(inner) => group(quote!(AllOf), inner),
-            Kind::Strategy(expr) => {
-                quote_spanned!(expr.span()=> ::eventsource::__private::user_strategy(#expr))
-            }
-        }
-    }
 }

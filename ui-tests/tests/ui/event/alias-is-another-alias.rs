@@ -1,0 +1,31 @@
+// Two variants may not share an alias.
+use eventsource::DomainEvent;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct ItemAdded {
+    pub sku: String,
+}
+
+fn v1_to_v2(v: Value) -> Result<Value, String> {
+    Ok(v)
+}
+fn v2_to_v3(v: Value) -> Result<Value, String> {
+    Ok(v)
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct ItemRemoved;
+
+#[derive(DomainEvent, Clone)]
+enum OrderEvent {
+    #[event(aliases("LineChanged"))]
+    ItemAdded(ItemAdded),
+    #[event(aliases("LineChanged"))]
+    Removed(ItemRemoved),
+}
+
+fn main() {
+    let _ = (v1_to_v2, v2_to_v3);
+}

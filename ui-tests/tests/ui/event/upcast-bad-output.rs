@@ -1,0 +1,30 @@
+// A step returns a Value, an Option<Value> or a Vec<Value>.
+use eventsource::DomainEvent;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct ItemAdded {
+    pub sku: String,
+}
+
+fn v1_to_v2(v: Value) -> Result<Value, String> {
+    Ok(v)
+}
+fn v2_to_v3(v: Value) -> Result<Value, String> {
+    Ok(v)
+}
+
+fn returns_text(v: Value) -> Result<String, String> {
+    Ok(v.to_string())
+}
+
+#[derive(DomainEvent, Clone)]
+enum OrderEvent {
+    #[event(version = 2, upcast(1 => returns_text))]
+    ItemAdded(ItemAdded),
+}
+
+fn main() {
+    let _ = (v1_to_v2, v2_to_v3);
+}

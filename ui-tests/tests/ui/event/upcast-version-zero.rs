@@ -1,0 +1,26 @@
+// Stored versions start at 1.
+use eventsource::DomainEvent;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct ItemAdded {
+    pub sku: String,
+}
+
+fn v1_to_v2(v: Value) -> Result<Value, String> {
+    Ok(v)
+}
+fn v2_to_v3(v: Value) -> Result<Value, String> {
+    Ok(v)
+}
+
+#[derive(DomainEvent, Clone)]
+enum OrderEvent {
+    #[event(version = 2, upcast(0 => v1_to_v2, 1 => v2_to_v3))]
+    ItemAdded(ItemAdded),
+}
+
+fn main() {
+    let _ = (v1_to_v2, v2_to_v3);
+}
