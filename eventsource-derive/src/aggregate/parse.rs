@@ -79,7 +79,7 @@ pub fn parse<'a>(cx: &Ctxt, input: &'a DeriveInput) -> Input<'a> {
 
 /// `event = OrderEvent`: a type path.
 fn parse_event(meta: &ParseNestedMeta<'_>) -> syn::Result<Path> {
-    match meta.value()?.parse::<Expr>()? {
+    match attr::value_expr(meta)? {
         Expr::Path(p) if p.qself.is_none() => Ok(p.path),
         Expr::Lit(syn::ExprLit {
             lit: syn::Lit::Str(s),
@@ -319,7 +319,7 @@ fn parse_mode(meta: &ParseNestedMeta<'_>) -> syn::Result<(Mode, Span)> {
 
 /// `key = "1h30m"`: a non-zero duration, in milliseconds.
 fn parse_duration(meta: &ParseNestedMeta<'_>, key: Symbol) -> syn::Result<u64> {
-    let expr: Expr = meta.value()?.parse()?;
+    let expr = attr::value_expr(meta)?;
     let lit = match expr {
         Expr::Lit(syn::ExprLit {
             lit: syn::Lit::Str(s),

@@ -160,7 +160,7 @@ fn decode_arm(enum_ident: &Ident, v: &Variant<'_>) -> TokenStream {
                 }
                 let mut __eventsource_values = #p::upcast_start(__eventsource_type, __eventsource_payload)?;
                 #(#steps)*
-                #p::upcast_finish::<#ty, Self>(__eventsource_values, #enum_ident::#ident)
+                #p::upcast_finish::<#ty, #enum_ident>(__eventsource_values, #enum_ident::#ident)
             }
         }
         Some(chain) => {
@@ -195,6 +195,24 @@ fn decode_arm(enum_ident: &Ident, v: &Variant<'_>) -> TokenStream {
                 }
             }
         }
+    };
+    // The older versions' path stays out of line, so that it costs nothing to the
+    // current version's.
+    let older = if v.chain().is_some() {
+        quote! {
+            #[cold]
+            #[inline(never)]
+            fn __eventsource_older(
+                __eventsource_type: &str,
+                __eventsource_version: u32,
+                __eventsource_payload: &str,
+            ) -> #p::Result<#p::Decoded<#enum_ident>, #p::EventDecodeError> {
+                #older
+            }
+            __eventsource_older(__eventsource_type, __eventsource_version, __eventsource_payload)
+        }
+    } else {
+        older
     };
     quote! {
         #name #(| #aliases)* => {

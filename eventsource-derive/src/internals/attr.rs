@@ -104,9 +104,19 @@ impl<'c, T> Attr<'c, T> {
     }
 }
 
+/// The expression after `key =`, out of the invisible group a `macro_rules!` fragment
+/// (`$name:literal`, `$n:expr`) arrives in.
+pub fn value_expr(meta: &ParseNestedMeta<'_>) -> syn::Result<Expr> {
+    let mut expr: Expr = meta.value()?.parse()?;
+    while let Expr::Group(group) = expr {
+        expr = *group.expr;
+    }
+    Ok(expr)
+}
+
 /// The literal after `key =`, or an error telling what literal was expected.
 fn lit(meta: &ParseNestedMeta<'_>, attr: &str, key: Symbol) -> syn::Result<Lit> {
-    let expr: Expr = meta.value()?.parse()?;
+    let expr = value_expr(meta)?;
     match expr {
         Expr::Lit(ExprLit { lit, .. }) => Ok(lit),
         Expr::Path(p) if p.path.get_ident().is_some() => Err(syn::Error::new_spanned(
@@ -141,7 +151,7 @@ pub fn parse_positive(
     key: Symbol,
     max: u64,
 ) -> syn::Result<u64> {
-    let expr: Expr = meta.value()?.parse()?;
+    let expr = value_expr(meta)?;
     let range = format!("a whole number from 1 to {max}");
     let int = match expr {
         Expr::Lit(ExprLit {
