@@ -76,6 +76,8 @@
 //! - [`feed`] and [`subscription`]: reading events out, exactly once where the read model
 //!   lives in the same database; projections, retries and parking, partitions.
 //! - [`store`]: the store traits and the input rules every store enforces.
+//! - [`admin`]: operating a store: snapshot backfill, coverage, verification,
+//!   invalidation; with the `cli` feature, `cli` puts them on a command line.
 //! - `guide` (with the `sqlite` and `postgres` features): the README, with setup for
 //!   PostgreSQL and SQLite, what the tests show, and how to choose a snapshot policy.
 //!
@@ -95,6 +97,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod admin;
 mod aggregate;
 pub mod command;
 mod error;

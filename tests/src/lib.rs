@@ -175,6 +175,13 @@ macro_rules! conformance_tests {
             subscription_refuses_bad_input,
         );
     };
+    (admin $fixture:path) => {
+        $crate::conformance_tests!(@admin_store admin $fixture;
+            admin_coverage_reports_snapshots_and_staleness,
+            admin_backfill_is_longest_first_and_resumable,
+            admin_verify_finds_differing_snapshots,
+        );
+    };
     (sql_subscriptions $fixture:path) => {
         $crate::conformance_tests!(subscriptions $fixture);
         $crate::conformance_tests!(@sql_store subscriptions $fixture;
@@ -271,6 +278,14 @@ macro_rules! conformance_tests {
         );
     };
     (@store $module:ident $fixture:path; $($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            let Some(backend) = $fixture().await else { return };
+            $crate::conformance::$module::$name(backend.store.clone()).await;
+            backend.close().await;
+        }
+    )*};
+    (@admin_store $module:ident $fixture:path; $($name:ident),* $(,)?) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn $name() {
             let Some(backend) = $fixture().await else { return };

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 eventsource_tests::conformance_tests!(eventsource_tests::fixtures::postgres);
 eventsource_tests::conformance_tests!(sql_subscriptions eventsource_tests::fixtures::postgres_store);
+eventsource_tests::conformance_tests!(admin eventsource_tests::fixtures::postgres_store);
 
 /// A row no store would write is reported as corrupt, naming its aggregate.
 #[tokio::test]

@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 eventsource_tests::conformance_tests!(eventsource_tests::fixtures::sqlite_file);
 eventsource_tests::conformance_tests!(sql_subscriptions eventsource_tests::fixtures::sqlite_file_store);
+eventsource_tests::conformance_tests!(admin eventsource_tests::fixtures::sqlite_file_store);
 
 /// A row no store would write is reported as corrupt, naming its aggregate.
 #[tokio::test]

@@ -2,3 +2,4 @@
 
 eventsource_tests::conformance_tests!(eventsource_tests::fixtures::sqlite_memory);
 eventsource_tests::conformance_tests!(sql_subscriptions eventsource_tests::fixtures::sqlite_memory_store);
+eventsource_tests::conformance_tests!(admin eventsource_tests::fixtures::sqlite_memory_store);

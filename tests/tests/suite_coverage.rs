@@ -7,13 +7,15 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 /// How a suite function takes its store, and so which arms of `conformance_tests!` may
-/// list it: `Arc<dyn ...>` stores, any `S: SuiteStore`, or `S: SqlSuiteStore` (listed
+/// list it: `Arc<dyn ...>` stores, any `S: SuiteStore`, `S: AdminSuiteStore` (listed
+/// under `@admin_store`), or `S: SqlSuiteStore` (listed
 /// under `@sql_store`, run on the SQL backends only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Takes {
     Dyn,
     Store,
     SqlStore,
+    AdminStore,
 }
 
 /// `(module, function, how it takes its store)` of every suite function: a
@@ -37,6 +39,8 @@ fn suite_functions(dir: &Path) -> BTreeSet<(String, String, Takes)> {
             let params = &rest[..rest.find(')').unwrap_or(rest.len())];
             let takes = if params.contains("Arc<dyn") {
                 Takes::Dyn
+            } else if params.contains("S: AdminSuiteStore>") {
+                Takes::AdminStore
             } else if params.contains("S: SqlSuiteStore>") {
                 Takes::SqlStore
             } else if params.contains("S: SuiteStore>") {
@@ -67,6 +71,7 @@ fn listed_functions(lib: &str) -> BTreeSet<(String, String, Takes)> {
             ["with", module, _] => (*module, Takes::Dyn),
             ["store", module, _] => (*module, Takes::Store),
             ["sql_store", module, _] => (*module, Takes::SqlStore),
+            ["admin_store", module, _] => (*module, Takes::AdminStore),
             other => panic!("an arm this test does not know: {other:?}"),
         };
         let names = &rest[head.len() + 1..rest.find(')').expect("the list's end")];
@@ -84,7 +89,7 @@ fn every_suite_function_is_listed_once_under_its_module() {
     let suite = suite_functions(&root.join("src/conformance"));
     let listed = listed_functions(&lib);
     assert!(suite.len() > 20, "the suite was found: {suite:?}");
-    for takes in [Takes::Store, Takes::SqlStore] {
+    for takes in [Takes::Store, Takes::SqlStore, Takes::AdminStore] {
         assert!(
             suite.iter().any(|(_, _, t)| *t == takes),
             "the suite functions taking {takes:?} were found: {suite:?}"
@@ -125,6 +130,12 @@ fn every_backend_runs_the_suite() {
                 "eventsource_tests::conformance_tests!({arm} eventsource_tests::fixtures::{backend}_store);"
             )),
             "tests/{backend}.rs runs the subscription suite ({arm}) on its own store"
+        );
+        assert!(
+            text.contains(&format!(
+                "eventsource_tests::conformance_tests!(admin eventsource_tests::fixtures::{backend}_store);"
+            )),
+            "tests/{backend}.rs runs the admin suite on its own store"
         );
     }
 }

@@ -4,6 +4,7 @@
 //! Both enforce exactly the rules of the durable stores (the conformance suite runs on
 //! them too), down to timestamps, which keep microseconds as in SQLite and PostgreSQL.
 
+mod admin;
 mod events;
 mod snapshots;
 mod subscriptions;

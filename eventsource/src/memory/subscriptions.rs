@@ -45,6 +45,26 @@ impl InMemoryEventStore {
     fn subscriptions(&self) -> std::sync::MutexGuard<'_, Subscriptions> {
         self.subscriptions.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Every checkpoint (subscription, partition, checkpoint, parked events there), by
+    /// name then partition: for the operations API.
+    pub(super) fn checkpoints(&self) -> Vec<(String, u32, Checkpoint, u64)> {
+        let subs = self.subscriptions();
+        let mut out: Vec<_> = subs
+            .checkpoints
+            .iter()
+            .map(|((name, partition), checkpoint)| {
+                let parked = subs
+                    .parked
+                    .values()
+                    .filter(|p| &p.subscription == name && p.partition == *partition)
+                    .count() as u64;
+                (name.clone(), *partition, *checkpoint, parked)
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        out
+    }
 }
 
 #[async_trait]

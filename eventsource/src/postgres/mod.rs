@@ -4,6 +4,7 @@
 //! With both stores on one pool, a load reads the snapshot and the events after it in
 //! one statement (`load.rs`); either store also works alone.
 
+mod admin;
 mod events;
 mod load;
 mod notify;

@@ -5,6 +5,7 @@
 //! with microseconds, so the database reads well in the `sqlite3` shell and timestamps
 //! sort as text.
 
+mod admin;
 mod events;
 mod pool;
 mod snapshots;

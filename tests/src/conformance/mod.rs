@@ -4,6 +4,7 @@
 //! which rule) when the store breaks it. The functions use aggregate types and ids of
 //! their own, so they can share a store, a database and a run with other tests.
 
+pub mod admin;
 pub mod event_store;
 pub mod faults;
 pub mod feed;
