@@ -77,7 +77,8 @@
 //!   lives in the same database; projections, retries and parking, partitions.
 //! - [`store`]: the store traits and the input rules every store enforces.
 //! - [`admin`]: operating a store: snapshot backfill, coverage, verification,
-//!   invalidation; with the `cli` feature, `cli` puts them on a command line.
+//!   invalidation; with the `cli` feature, `cli` puts them on a command line to
+//!   embed in the application's binary.
 //! - `guide` (with the `sqlite` and `postgres` features): the README, with setup for
 //!   PostgreSQL and SQLite, what the tests show, and how to choose a snapshot policy.
 //!
@@ -99,6 +100,9 @@
 
 pub mod admin;
 mod aggregate;
+#[cfg(feature = "cli")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
+pub mod cli;
 pub mod command;
 mod error;
 pub mod event;
