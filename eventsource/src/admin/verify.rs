@@ -310,7 +310,7 @@ impl<A: Aggregate> AggregateRepository<A> {
                 if e.version > version {
                     return Ok(());
                 }
-                let event = A::Event::from_payload(e.event_type, e.event_version, e.payload)
+                let events = A::Event::decode(e.event_type, e.event_version, e.payload)
                     .map_err(|source| Error::EventDecode {
                         aggregate_type: A::TYPE.to_owned(),
                         aggregate_id: id,
@@ -319,7 +319,7 @@ impl<A: Aggregate> AggregateRepository<A> {
                         event_version: e.event_version,
                         source,
                     })?;
-                root.apply_stored(e.version, &event)
+                root.apply_stored(e.version, events)
             })
             .await?;
         Ok(root)
