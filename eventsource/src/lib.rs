@@ -139,7 +139,8 @@ pub use postgres::{PostgresEventStore, PostgresSnapshotStore};
 pub use repository::{AggregateRepository, DEFAULT_MAX_BACKGROUND_SNAPSHOTS, RepositoryBuilder};
 pub use root::{AggregateRoot, LoadHistory, Uncommitted};
 pub use snapshot::{
-    Snapshot, SnapshotMode, SnapshotPolicy, SnapshotStore, SnapshotStrategy, SnapshotStrategyExt,
+    Snapshot, SnapshotBound, SnapshotMode, SnapshotPolicy, SnapshotStore, SnapshotStrategy,
+    SnapshotStrategyExt,
 };
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]

@@ -10,8 +10,8 @@ use crate::aggregate::Aggregate;
 use crate::error::{Error, Result};
 use crate::event::{DomainEvent, StreamEvent};
 use crate::root::AggregateRoot;
-use crate::snapshot::Snapshot;
-use crate::store::LoadVisitor;
+use crate::snapshot::{Snapshot, SnapshotBound, SnapshotStore};
+use crate::store::{EventStore, LoadVisitor};
 
 /// Builds one aggregate root from what the stores hand it.
 pub(crate) struct Loader<A: Aggregate> {
@@ -167,4 +167,38 @@ impl<A: Aggregate> LoadVisitor for Loader<A> {
     fn snapshot_timeout(&self) -> Option<Duration> {
         Some(self.snapshot_timeout)
     }
+}
+
+/// Reads the aggregate as it was at `version`: from the newest snapshot at or below it
+/// (when `snapshots` is given and it is usable), then the events after the snapshot up to
+/// `version`. The snapshot lookup is bounded by the loader's snapshot timeout and never
+/// an error: a failure or a timeout is handed to the loader, which replays instead.
+pub(crate) async fn read_at<A: Aggregate>(
+    events: &dyn EventStore,
+    snapshots: Option<&dyn SnapshotStore>,
+    id: Uuid,
+    version: u64,
+    snapshot_timeout: Duration,
+) -> Result<Loaded<A>> {
+    let mut loader = Loader::<A>::new(id, snapshot_timeout);
+    let from_version = match snapshots {
+        Some(store) => {
+            let get = store.get_at(A::TYPE, id, SnapshotBound::AtOrBelowVersion(version));
+            let found = crate::time::within(snapshot_timeout, get)
+                .await
+                .unwrap_or_else(|| Err(Error::timeout("reading the snapshot", snapshot_timeout)));
+            loader.snapshot(found).max(1)
+        }
+        None => 1,
+    };
+    let mut stopped = false;
+    let read = events
+        .read_stream_range(A::TYPE, id, from_version, version, &mut |e| {
+            if !stopped && loader.event(e.stream_event())?.is_break() {
+                stopped = true;
+            }
+            Ok(())
+        })
+        .await;
+    loader.finish(read)
 }

@@ -8,8 +8,11 @@
 //!
 //! The applied versions are recorded in their own table, [`MIGRATIONS_TABLE`], so they
 //! never mix with the `_sqlx_migrations` history of the application's own migrations.
-//! Every statement is `CREATE ... IF NOT EXISTS`: tables created by hand from
-//! [`schema`] are adopted, not recreated.
+//! Every statement is `CREATE ... IF NOT EXISTS`, or checks first what it changes:
+//! tables created by hand from [`schema`] are adopted, not recreated. (The SQLite
+//! migration that gives `snapshots` its history rebuilds that table, since SQLite cannot
+//! drop a constraint; on a table that already has the new constraint it rebuilds the
+//! same table, rows kept.)
 //!
 //! Both functions are safe to run from several processes at once. On PostgreSQL, sqlx's
 //! migrator runs them under an advisory lock. On SQLite, where that migrator takes no
@@ -48,7 +51,8 @@ pub enum Backend {
 pub enum Table {
     /// `events`: the event log.
     Events,
-    /// `snapshots`: at most one snapshot per aggregate.
+    /// `snapshots`: the snapshots of each aggregate, at most one per version (how many
+    /// are kept is the snapshot policy's [`keep`](crate::SnapshotPolicy::keep)).
     Snapshots,
     /// `subscription_checkpoints`, with `subscription_parked` and `subscription_leases`:
     /// the durable state of [subscriptions](crate::subscription).
@@ -99,15 +103,19 @@ pub fn schema(table: Table, backend: Backend) -> &'static str {
             include_str!("../../migrations/postgres/20261202000003_snapshot_state_json.sql"),
             "\n",
             include_str!("../../migrations/postgres/20261202000004_snapshot_read_function.sql"),
+            "\n",
+            include_str!("../../migrations/postgres/20261202000008_snapshot_history.sql"),
         ),
         (Backend::Sqlite, Table::Events) => concat!(
             include_str!("../../migrations/sqlite/20261123000001_create_events.sql"),
             "\n",
             include_str!("../../migrations/sqlite/20261202000004_stream_index.sql"),
         ),
-        (Backend::Sqlite, Table::Snapshots) => {
-            include_str!("../../migrations/sqlite/20261123000002_create_snapshots.sql")
-        }
+        (Backend::Sqlite, Table::Snapshots) => concat!(
+            include_str!("../../migrations/sqlite/20261123000002_create_snapshots.sql"),
+            "\n",
+            include_str!("../../migrations/sqlite/20261202000005_snapshot_history.sql"),
+        ),
     }
 }
 

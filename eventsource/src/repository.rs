@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::marker::PhantomData;
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ use crate::aggregate::{Aggregate, IntoEvents};
 use crate::command::{Command, CommandError, CommandOptions, ConflictRetry, Executed};
 use crate::error::{Error, Result};
 use crate::event::{DomainEvent, NewEvent};
-use crate::load::{Loaded, Loader};
+use crate::load::{Loaded, Loader, read_at};
 use crate::root::AggregateRoot;
 use crate::snapshot::background::BackgroundWriter;
 use crate::snapshot::{
@@ -216,6 +217,15 @@ impl<A: Aggregate> RepositoryBuilder<A> {
         self
     }
 
+    /// Keep the `keep` newest snapshots of each aggregate (replaces the declared
+    /// `#[snapshot(keep = ...)]`, default 1): the history that
+    /// [`load_at`](AggregateRepository::load_at) and
+    /// [`load_as_of`](AggregateRepository::load_as_of) start from.
+    pub fn snapshot_keep(mut self, keep: NonZeroU32) -> Self {
+        self.policy.keep = keep;
+        self
+    }
+
     /// The longest a snapshot read or write may take (replaces the declared
     /// `#[snapshot(timeout = ...)]`, default
     /// [`DEFAULT_SNAPSHOT_TIMEOUT`](crate::snapshot::DEFAULT_SNAPSHOT_TIMEOUT)). Past it
@@ -308,6 +318,7 @@ impl<A: Aggregate> AggregateRepository<A> {
                 Arc::clone(store),
                 max_background,
                 policy.timeout,
+                policy.keep,
             )),
             _ => None,
         };
@@ -632,6 +643,176 @@ impl<A: Aggregate> AggregateRepository<A> {
         .await
     }
 
+    /// Loads the aggregate as it was at `version`: its state after its first `version`
+    /// events, rebuilt from the newest snapshot at or below `version` (kept with
+    /// [`SnapshotPolicy::keep`] above 1) and the events after it up to `version` only.
+    ///
+    /// The root's [`version`](AggregateRoot::version) is `version`, and its
+    /// [`load_history`](AggregateRoot::load_history) says which snapshot it was built
+    /// from, if any. As for [`load`](Self::load), a snapshot is never an error: one that
+    /// is missing, fails, times out or does not decode makes the load replay the events.
+    ///
+    /// Errors: [`Error::InvalidInput`] (field `version`) for version 0, or a version past
+    /// the stream's last event (the message says where the stream is);
+    /// [`Error::NotFound`] when the aggregate has no events.
+    ///
+    /// ```
+    /// # use eventsource::prelude::*;
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Clone, Debug, Serialize, Deserialize)] pub struct Deposited { pub cents: u64 }
+    /// # #[derive(DomainEvent, Clone, Debug)] pub enum AccountEvent { Deposited(Deposited) }
+    /// # #[derive(Aggregate, Clone, Debug, Default, Serialize, Deserialize)]
+    /// # #[aggregate(name = "Account", event = AccountEvent)]
+    /// # #[snapshot(schema_version = 1, threshold = 10, mode = "sync")]
+    /// # pub struct Account { pub cents: u64 }
+    /// # impl Apply<Deposited> for Account { fn apply(&mut self, e: &Deposited) { self.cents += e.cents; } }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::num::NonZeroU32;
+    /// use std::sync::Arc;
+    ///
+    /// let repo = AggregateRepository::<Account>::builder(Arc::new(InMemoryEventStore::new()))
+    ///     .snapshot_store(Arc::new(InMemorySnapshotStore::new()))
+    ///     .snapshot_keep(NonZeroU32::new(3).unwrap()) // snapshots at 10, 20 and 30
+    ///     .build()?;
+    /// let id = uuid::Uuid::new_v4();
+    /// repo.execute_new(id, |_: &Account| Ok::<_, String>(Deposited { cents: 1 })).await?;
+    /// for _ in 1..35 {
+    ///     repo.execute(id, |_: &Account| Ok::<_, String>(Deposited { cents: 1 })).await?;
+    /// }
+    /// let then = repo.load_at(id, 25).await?; // the snapshot at 20, then 5 events
+    /// assert_eq!((then.version(), then.state().cents), (25, 25));
+    /// assert_eq!(then.load_history().snapshot_version, Some(20));
+    /// assert_eq!(then.load_history().events_replayed, 5);
+    /// // Past the stream's last event:
+    /// assert!(matches!(
+    ///     repo.load_at(id, 36).await,
+    ///     Err(eventsource::Error::InvalidInput { field: "version", .. })
+    /// ));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn load_at(&self, id: Uuid, version: u64) -> Result<AggregateRoot<A>> {
+        if version == 0 {
+            return Err(Error::invalid(
+                "version",
+                format!(
+                    "{}/{id}: there is no version 0 to load, versions start at 1",
+                    A::TYPE
+                ),
+            ));
+        }
+        let span = tracing::info_span!(
+            "eventsource.load_at",
+            aggregate_type = A::TYPE,
+            aggregate_id = %id,
+            version,
+            snapshot_used = field::Empty,
+            events_replayed = field::Empty,
+        );
+        async move {
+            let started = Instant::now();
+            let mut snapshots = self.snapshots.as_deref();
+            let mut root = loop {
+                let read = read_at::<A>(
+                    self.events.as_ref(),
+                    snapshots,
+                    id,
+                    version,
+                    self.policy.timeout,
+                );
+                match read.await? {
+                    Loaded::Root(root) => break root,
+                    Loaded::SnapshotAhead(snapshot_version) => {
+                        tracing::warn!(aggregate_type = A::TYPE, aggregate_id = %id,
+                            snapshot_version,
+                            "snapshot is beyond the stream's last event; replaying the events");
+                        snapshots = None;
+                    }
+                }
+            };
+            match root.version() {
+                0 => {
+                    return Err(Error::NotFound {
+                        aggregate_type: A::TYPE.to_owned(),
+                        aggregate_id: id,
+                    });
+                }
+                reached if reached < version => {
+                    return Err(Error::invalid(
+                        "version",
+                        format!(
+                            "{}/{id} is at version {reached}: there is no version {version} \
+                             to load",
+                            A::TYPE
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+            root.history_mut().load_time = started.elapsed();
+            let span = Span::current();
+            span.record("snapshot_used", root.load_history().loaded_from_snapshot);
+            span.record("events_replayed", root.load_history().events_replayed);
+            Ok(root)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Loads the aggregate as it was at `time`: after the longest run of its events,
+    /// from the first on, that all occurred at or before `time` (up to the event before
+    /// the first that occurred after it), as [`load_at`](Self::load_at) that version.
+    ///
+    /// Times are compared at the microsecond precision every store keeps. Errors:
+    /// [`Error::NotFound`] when the aggregate has no events, or its first event occurred
+    /// after `time`.
+    ///
+    /// ```
+    /// # use eventsource::prelude::*;
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Clone, Debug, Serialize, Deserialize)] pub struct Deposited { pub cents: u64 }
+    /// # #[derive(DomainEvent, Clone, Debug)] pub enum AccountEvent { Deposited(Deposited) }
+    /// # #[derive(Aggregate, Clone, Debug, Default, Serialize, Deserialize)]
+    /// # #[aggregate(name = "Account", event = AccountEvent)]
+    /// # #[snapshot(schema_version = 1, threshold = 10, mode = "sync")]
+    /// # pub struct Account { pub cents: u64 }
+    /// # impl Apply<Deposited> for Account { fn apply(&mut self, e: &Deposited) { self.cents += e.cents; } }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    ///
+    /// let repo = AggregateRepository::<Account>::new(Arc::new(InMemoryEventStore::new()));
+    /// let id = uuid::Uuid::new_v4();
+    /// let before = chrono::Utc::now();
+    /// tokio::time::sleep(Duration::from_millis(2)).await;
+    /// repo.execute_new(id, |_: &Account| Ok::<_, String>(Deposited { cents: 7 })).await?;
+    /// tokio::time::sleep(Duration::from_millis(2)).await;
+    /// let noon = chrono::Utc::now();
+    /// tokio::time::sleep(Duration::from_millis(2)).await;
+    /// repo.execute(id, |_: &Account| Ok::<_, String>(Deposited { cents: 3 })).await?;
+    ///
+    /// let then = repo.load_as_of(id, noon).await?;
+    /// assert_eq!((then.version(), then.state().cents), (1, 7));
+    /// // Before its first event, the aggregate did not exist.
+    /// assert!(matches!(repo.load_as_of(id, before).await, Err(eventsource::Error::NotFound { .. })));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn load_as_of(&self, id: Uuid, time: DateTime<Utc>) -> Result<AggregateRoot<A>> {
+        // Stored times are whole microseconds: one is at or before `time` exactly when it
+        // is at or before `time` cut to the microsecond.
+        let time = time.trunc_subsecs(6);
+        match self.events.version_as_of(A::TYPE, id, time).await? {
+            Some(version) => self.load_at(id, version).await,
+            None => Err(Error::NotFound {
+                aggregate_type: A::TYPE.to_owned(),
+                aggregate_id: id,
+            }),
+        }
+    }
+
     /// Reads the aggregate, starting from its snapshot if `use_snapshot` and there is a
     /// usable one.
     async fn read(&self, id: Uuid, use_snapshot: bool) -> Result<Loaded<A>> {
@@ -779,10 +960,11 @@ impl<A: Aggregate> AggregateRepository<A> {
         }
     }
 
-    /// Writes a snapshot within the policy's timeout (cancelled past it).
+    /// Writes a snapshot within the policy's timeout (cancelled past it), keeping the
+    /// policy's number of snapshots.
     async fn write(&self, store: &dyn SnapshotStore, snapshot: &Snapshot) -> Result<()> {
         let limit = self.policy.timeout;
-        crate::time::within(limit, store.save(snapshot))
+        crate::time::within(limit, store.save_keeping(snapshot, self.policy.keep))
             .await
             .unwrap_or_else(|| Err(Error::timeout("writing the snapshot", limit)))
     }

@@ -215,6 +215,12 @@ macro_rules! conformance_tests {
             snapshot_delete_by_type,
             snapshot_types_are_isolated,
             snapshot_awkward_type_names,
+            snapshot_keep_n_keeps_the_newest,
+            snapshot_keep_older_never_evicts_newer,
+            snapshot_keep_equal_version_replaces,
+            snapshot_get_at_bounds,
+            snapshot_delete_removes_every_version,
+            snapshot_keep_concurrent_saves_keep_the_newest,
         );
         $crate::conformance_tests!(@both $fixture;
             read_aggregate,

@@ -194,18 +194,50 @@ impl EventStore for InMemoryEventStore {
         from_version: u64,
         visit: &mut EventVisitor<'_>,
     ) -> Result<u64> {
+        self.read_stream_range(aggregate_type, aggregate_id, from_version, u64::MAX, visit)
+            .await
+    }
+
+    async fn read_stream_range(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        from_version: u64,
+        to_version: u64,
+        visit: &mut EventVisitor<'_>,
+    ) -> Result<u64> {
         checks::name("aggregate_type", aggregate_type)?;
         let log = self.read();
         let Some(stream) = log.streams.get(&(aggregate_type.to_owned(), aggregate_id)) else {
             return Ok(0);
         };
+        // Versions run 1, 2, 3...: version v is at index v - 1.
         let skip = usize::try_from(from_version.saturating_sub(1)).unwrap_or(usize::MAX);
+        let take = usize::try_from(to_version).unwrap_or(usize::MAX);
         let mut visited = 0;
-        for &index in stream.iter().skip(skip) {
+        for &index in stream.iter().take(take).skip(skip) {
             visit(log.events[index].as_ref(index))?;
             visited += 1;
         }
         Ok(visited)
+    }
+
+    async fn version_as_of(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        time: DateTime<Utc>,
+    ) -> Result<Option<u64>> {
+        checks::name("aggregate_type", aggregate_type)?;
+        let log = self.read();
+        let Some(stream) = log.streams.get(&(aggregate_type.to_owned(), aggregate_id)) else {
+            return Ok(None);
+        };
+        let before = stream
+            .iter()
+            .take_while(|&&index| log.events[index].occurred_at <= time)
+            .count();
+        Ok((before > 0).then_some(before as u64))
     }
 
     async fn stream_version(

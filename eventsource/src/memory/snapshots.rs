@@ -1,6 +1,7 @@
 //! [`InMemorySnapshotStore`]: snapshots in process memory.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -8,7 +9,7 @@ use chrono::SubsecRound;
 use uuid::Uuid;
 
 use crate::error::Result;
-use crate::snapshot::{Snapshot, SnapshotStore};
+use crate::snapshot::{Snapshot, SnapshotBound, SnapshotStore};
 use crate::store::checks;
 
 /// A snapshot store kept in memory. Clones share the same snapshots.
@@ -41,8 +42,11 @@ use crate::store::checks;
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct InMemorySnapshotStore {
-    inner: Arc<Mutex<HashMap<(String, Uuid), Snapshot>>>,
+    inner: Arc<Mutex<Snapshots>>,
 }
+
+/// Per aggregate, its snapshots by version.
+type Snapshots = HashMap<(String, Uuid), BTreeMap<u64, Snapshot>>;
 
 impl InMemorySnapshotStore {
     /// An empty store.
@@ -50,9 +54,9 @@ impl InMemorySnapshotStore {
         Self::default()
     }
 
-    /// The number of snapshots stored.
+    /// The number of snapshots stored (every version of every aggregate).
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().values().map(BTreeMap::len).sum()
     }
 
     /// `true` when no snapshot is stored.
@@ -60,7 +64,7 @@ impl InMemorySnapshotStore {
         self.len() == 0
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<(String, Uuid), Snapshot>> {
+    fn lock(&self) -> MutexGuard<'_, Snapshots> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -68,17 +72,22 @@ impl InMemorySnapshotStore {
 #[async_trait]
 impl SnapshotStore for InMemorySnapshotStore {
     async fn save(&self, snapshot: &Snapshot) -> Result<()> {
+        self.save_keeping(snapshot, NonZeroU32::MIN).await
+    }
+
+    async fn save_keeping(&self, snapshot: &Snapshot, keep: NonZeroU32) -> Result<()> {
         checks::snapshot(snapshot)?;
         let mut map = self.lock();
-        let key = (snapshot.aggregate_type.clone(), snapshot.aggregate_id);
-        match map.get(&key) {
-            Some(existing) if existing.version > snapshot.version => {}
-            _ => {
-                let mut stored = snapshot.clone();
-                // Microseconds, as the SQL stores keep them.
-                stored.created_at = stored.created_at.trunc_subsecs(6);
-                map.insert(key, stored);
-            }
+        let versions = map
+            .entry((snapshot.aggregate_type.clone(), snapshot.aggregate_id))
+            .or_default();
+        let mut stored = snapshot.clone();
+        // Microseconds, as the SQL stores keep them.
+        stored.created_at = stored.created_at.trunc_subsecs(6);
+        versions.insert(stored.version, stored);
+        let keep = usize::try_from(keep.get()).unwrap_or(usize::MAX);
+        while versions.len() > keep {
+            versions.pop_first();
         }
         Ok(())
     }
@@ -88,7 +97,23 @@ impl SnapshotStore for InMemorySnapshotStore {
         Ok(self
             .lock()
             .get(&(aggregate_type.to_owned(), aggregate_id))
-            .cloned())
+            .and_then(|versions| versions.last_key_value())
+            .map(|(_, snapshot)| snapshot.clone()))
+    }
+
+    async fn get_at(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        bound: SnapshotBound,
+    ) -> Result<Option<Snapshot>> {
+        checks::name("aggregate_type", aggregate_type)?;
+        let SnapshotBound::AtOrBelowVersion(at_or_below) = bound;
+        Ok(self
+            .lock()
+            .get(&(aggregate_type.to_owned(), aggregate_id))
+            .and_then(|versions| versions.range(..=at_or_below).next_back())
+            .map(|(_, snapshot)| snapshot.clone()))
     }
 
     async fn delete(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<bool> {
@@ -96,14 +121,15 @@ impl SnapshotStore for InMemorySnapshotStore {
         Ok(self
             .lock()
             .remove(&(aggregate_type.to_owned(), aggregate_id))
-            .is_some())
+            .is_some_and(|versions| !versions.is_empty()))
     }
 
     async fn exists(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<bool> {
         checks::name("aggregate_type", aggregate_type)?;
         Ok(self
             .lock()
-            .contains_key(&(aggregate_type.to_owned(), aggregate_id)))
+            .get(&(aggregate_type.to_owned(), aggregate_id))
+            .is_some_and(|versions| !versions.is_empty()))
     }
 
     async fn delete_by_type(
@@ -113,10 +139,16 @@ impl SnapshotStore for InMemorySnapshotStore {
     ) -> Result<u64> {
         checks::name("aggregate_type", aggregate_type)?;
         let mut map = self.lock();
-        let before = map.len();
-        map.retain(|(t, _), s| {
-            t != aggregate_type || schema_version_below.is_some_and(|b| s.schema_version >= b)
-        });
-        Ok((before - map.len()) as u64)
+        let mut deleted = 0;
+        for ((t, _), versions) in map.iter_mut() {
+            if t != aggregate_type {
+                continue;
+            }
+            let before = versions.len();
+            versions.retain(|_, s| schema_version_below.is_some_and(|b| s.schema_version >= b));
+            deleted += (before - versions.len()) as u64;
+        }
+        map.retain(|_, versions| !versions.is_empty());
+        Ok(deleted)
     }
 }

@@ -42,6 +42,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
@@ -274,7 +275,16 @@ const APPEND_NEW_ONE_SQL: &str = append_sql!(head: new_stream_head, rows: one_ro
 /// `read_stream`: the columns [`event_ref`] reads, in its order.
 const READ_STREAM_SQL: &str = "SELECT position, event_id, version, event_type, event_version, \
      payload::text, metadata::text, occurred_at FROM events \
-     WHERE aggregate_type = $1 AND aggregate_id = $2 AND version >= $3 ORDER BY version";
+     WHERE aggregate_type = $1 AND aggregate_id = $2 AND version >= $3 AND version <= $4 \
+     ORDER BY version";
+
+/// `version_as_of`: the version before the stream's first event that occurred after
+/// `$3`, or the stream's head when none did; 0 without events.
+const VERSION_AS_OF_SQL: &str = "SELECT COALESCE( \
+     (SELECT min(version) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 \
+      AND occurred_at > $3) - 1, \
+     (SELECT max(version) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2), \
+     0)";
 
 /// `read_all`: the columns [`event_ref`] reads, then the stream's type and id.
 const READ_ALL_SQL: &str = "SELECT position, event_id, version, event_type, event_version, \
@@ -463,11 +473,24 @@ impl EventStore for PostgresEventStore {
         from_version: u64,
         visit: &mut EventVisitor<'_>,
     ) -> Result<u64> {
+        self.read_stream_range(aggregate_type, aggregate_id, from_version, u64::MAX, visit)
+            .await
+    }
+
+    async fn read_stream_range(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        from_version: u64,
+        to_version: u64,
+        visit: &mut EventVisitor<'_>,
+    ) -> Result<u64> {
         checks::name("aggregate_type", aggregate_type)?;
         let rows = sqlx::query(READ_STREAM_SQL)
             .bind(aggregate_type)
             .bind(aggregate_id)
             .bind(crate::store::rows::saturating_i64(from_version))
+            .bind(crate::store::rows::saturating_i64(to_version))
             .fetch(&self.pool);
         visit_rows(rows, |row| {
             let event = event_ref(row, aggregate_type, aggregate_id)
@@ -475,6 +498,23 @@ impl EventStore for PostgresEventStore {
             visit(event).map(ControlFlow::Continue)
         })
         .await
+    }
+
+    async fn version_as_of(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        time: DateTime<Utc>,
+    ) -> Result<Option<u64>> {
+        checks::name("aggregate_type", aggregate_type)?;
+        let version: i64 = sqlx::query_scalar(VERSION_AS_OF_SQL)
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .bind(time)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(Error::backend)?;
+        Ok(u64::try_from(version).ok().filter(|v| *v > 0))
     }
 
     async fn read_aggregate(

@@ -12,9 +12,12 @@
 //! lock is released. Each runs on a [`Guarded`] connection too: a call cancelled by the
 //! repository's timeout closes its connection instead of handing the pool a busy one.
 //! That is four short statements for a snapshot write, which happens once every many
-//! saves; loads with both stores on one pool read the snapshot inside their one
-//! statement (`load.rs`) and pay none of it.
+//! saves (the write itself, pruning included, is one); loads with both stores on one
+//! pool read the snapshot inside their one statement (`load.rs`) and pay none of it,
+//! and [`get_at`](SnapshotStore::get_at) reads through a function that sets the lock
+//! timeout itself, in one statement.
 
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,9 +27,10 @@ use uuid::Uuid;
 
 use super::pool::timestamp;
 use crate::error::{Error, Result};
-use crate::snapshot::{DEFAULT_SNAPSHOT_TIMEOUT, Snapshot, SnapshotStore};
+use crate::snapshot::{DEFAULT_SNAPSHOT_TIMEOUT, Snapshot, SnapshotBound, SnapshotStore};
 use crate::store::checks;
 use crate::store::guard::Guarded;
+use crate::store::rows::saturating_i64;
 
 /// A snapshot store in a PostgreSQL database. Clones share the same pool.
 ///
@@ -172,30 +176,56 @@ pub(super) fn snapshot_columns(
     }))
 }
 
+/// A snapshot write in one statement: `$7` is how many to keep. `lowest` is the lowest of
+/// the `$7` highest versions among the stored ones and the new one; the rows below it
+/// are deleted, and the new one is stored (an equal version replaced) unless it is below
+/// it. Every part reads the table as it was when the statement started: a row that a
+/// concurrent write commits meanwhile is not seen, and so never deleted. The newest
+/// snapshot is never below any floor, and so never deleted.
+const SAVE_SQL: &str = "WITH lowest AS ( \
+         SELECT min(version) AS version FROM ( \
+             SELECT version FROM snapshots WHERE aggregate_id = $1 AND aggregate_type = $2 \
+             UNION SELECT $3::bigint \
+             ORDER BY version DESC LIMIT $7 \
+         ) AS kept \
+     ), pruned AS ( \
+         DELETE FROM snapshots WHERE aggregate_id = $1 AND aggregate_type = $2 \
+         AND version < (SELECT version FROM lowest) \
+     ) \
+     INSERT INTO snapshots \
+     (aggregate_id, aggregate_type, version, schema_version, state, created_at) \
+     SELECT $1, $2, $3, $4, $5::json, $6 FROM lowest WHERE $3 >= lowest.version \
+     ON CONFLICT (aggregate_id, aggregate_type, version) DO UPDATE SET \
+     schema_version = EXCLUDED.schema_version, state = EXCLUDED.state, \
+     created_at = EXCLUDED.created_at";
+
+/// The newest snapshot at or below `$3`, read through the `eventsource_snapshot_at`
+/// function (migration 8), which bounds its wait for a lock on `snapshots` by `$4`: one
+/// statement, no transaction of its own.
+const GET_AT_SQL: &str = "SELECT version, schema_version, state, created_at \
+     FROM eventsource_snapshot_at($1, $2, $3, $4)";
+
 #[async_trait]
 impl SnapshotStore for PostgresSnapshotStore {
     async fn save(&self, snapshot: &Snapshot) -> Result<()> {
+        self.save_keeping(snapshot, NonZeroU32::MIN).await
+    }
+
+    async fn save_keeping(&self, snapshot: &Snapshot, keep: NonZeroU32) -> Result<()> {
         checks::snapshot(snapshot)?;
         let version = checks::to_i64("version", snapshot.version)?;
         let schema_version = checks::to_i32("schema_version", snapshot.schema_version)?;
         let mut conn = self.begin().await?;
-        let done = sqlx::query(
-            "INSERT INTO snapshots \
-             (aggregate_id, aggregate_type, version, schema_version, state, created_at) \
-             VALUES ($1, $2, $3, $4, $5::json, $6) \
-             ON CONFLICT (aggregate_id, aggregate_type) DO UPDATE SET \
-             version = EXCLUDED.version, schema_version = EXCLUDED.schema_version, \
-             state = EXCLUDED.state, created_at = EXCLUDED.created_at \
-             WHERE snapshots.version <= EXCLUDED.version",
-        )
-        .bind(snapshot.aggregate_id)
-        .bind(snapshot.aggregate_type.as_str())
-        .bind(version)
-        .bind(schema_version)
-        .bind(snapshot.state.as_str())
-        .bind(snapshot.created_at)
-        .execute(&mut *conn)
-        .await;
+        let done = sqlx::query(SAVE_SQL)
+            .bind(snapshot.aggregate_id)
+            .bind(snapshot.aggregate_type.as_str())
+            .bind(version)
+            .bind(schema_version)
+            .bind(snapshot.state.as_str())
+            .bind(snapshot.created_at)
+            .bind(i64::from(keep.get()))
+            .execute(&mut *conn)
+            .await;
         self.end(conn, done.is_ok()).await?;
         done.map_err(Error::backend)?;
         Ok(())
@@ -206,13 +236,37 @@ impl SnapshotStore for PostgresSnapshotStore {
         let mut conn = self.begin().await?;
         let row = sqlx::query(
             "SELECT version, schema_version, state::text, created_at FROM snapshots \
-             WHERE aggregate_id = $1 AND aggregate_type = $2",
+             WHERE aggregate_id = $1 AND aggregate_type = $2 \
+             ORDER BY version DESC LIMIT 1",
         )
         .bind(aggregate_id)
         .bind(aggregate_type)
         .fetch_optional(&mut *conn)
         .await;
         self.end(conn, row.is_ok()).await?;
+        match row.map_err(Error::backend)? {
+            Some(row) => snapshot_columns(&row, 0, aggregate_type, aggregate_id),
+            None => Ok(None),
+        }
+    }
+
+    async fn get_at(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        bound: SnapshotBound,
+    ) -> Result<Option<Snapshot>> {
+        checks::name("aggregate_type", aggregate_type)?;
+        let SnapshotBound::AtOrBelowVersion(at_or_below) = bound;
+        let mut conn = Guarded::<Postgres>::acquire(&self.pool).await?;
+        let row = sqlx::query(GET_AT_SQL)
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .bind(saturating_i64(at_or_below))
+            .bind(self.lock_timeout.as_str())
+            .fetch_optional(&mut *conn)
+            .await;
+        conn.release();
         match row.map_err(Error::backend)? {
             Some(row) => snapshot_columns(&row, 0, aggregate_type, aggregate_id),
             None => Ok(None),
@@ -235,12 +289,13 @@ impl SnapshotStore for PostgresSnapshotStore {
     async fn exists(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<bool> {
         checks::name("aggregate_type", aggregate_type)?;
         let mut conn = self.begin().await?;
-        let row =
-            sqlx::query("SELECT 1 FROM snapshots WHERE aggregate_id = $1 AND aggregate_type = $2")
-                .bind(aggregate_id)
-                .bind(aggregate_type)
-                .fetch_optional(&mut *conn)
-                .await;
+        let row = sqlx::query(
+            "SELECT 1 FROM snapshots WHERE aggregate_id = $1 AND aggregate_type = $2 LIMIT 1",
+        )
+        .bind(aggregate_id)
+        .bind(aggregate_type)
+        .fetch_optional(&mut *conn)
+        .await;
         self.end(conn, row.is_ok()).await?;
         Ok(row.map_err(Error::backend)?.is_some())
     }

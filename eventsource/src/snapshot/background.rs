@@ -2,6 +2,7 @@
 //! number of writes at once.
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,6 +28,8 @@ struct Inner {
     permits: Semaphore,
     /// The longest one write may take; past it, it is cancelled.
     timeout: Duration,
+    /// How many snapshots of each aggregate the store keeps.
+    keep: NonZeroU32,
 }
 
 impl BackgroundWriter {
@@ -34,6 +37,7 @@ impl BackgroundWriter {
         store: Arc<dyn SnapshotStore>,
         max_concurrent: usize,
         timeout: Duration,
+        keep: NonZeroU32,
     ) -> Self {
         BackgroundWriter {
             inner: Arc::new(Inner {
@@ -42,6 +46,7 @@ impl BackgroundWriter {
                 pending: watch::Sender::new(0),
                 permits: Semaphore::new(max_concurrent.max(1)),
                 timeout,
+                keep,
             }),
         }
     }
@@ -110,11 +115,12 @@ impl Inner {
                     }
                 }
             };
-            let written = crate::time::within(self.timeout, self.store.save(&next))
-                .await
-                .unwrap_or_else(|| {
-                    Err(crate::Error::timeout("writing the snapshot", self.timeout))
-                });
+            let written =
+                crate::time::within(self.timeout, self.store.save_keeping(&next, self.keep))
+                    .await
+                    .unwrap_or_else(|| {
+                        Err(crate::Error::timeout("writing the snapshot", self.timeout))
+                    });
             match written {
                 Ok(()) => tracing::debug!(
                     aggregate_type = %next.aggregate_type,

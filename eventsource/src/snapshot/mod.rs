@@ -5,6 +5,7 @@
 //! repository replay the stream in full and log why, never fail.
 
 use std::fmt;
+use std::num::NonZeroU32;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,28 +48,86 @@ impl Snapshot {
     }
 }
 
-/// A store of at most one snapshot per aggregate (type and id).
+/// Which of an aggregate's stored snapshots [`SnapshotStore::get_at`] returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SnapshotBound {
+    /// The newest snapshot whose version is at most this one.
+    AtOrBelowVersion(u64),
+}
+
+impl SnapshotBound {
+    /// `true` if a snapshot at `version` is within the bound.
+    pub fn admits(self, version: u64) -> bool {
+        match self {
+            SnapshotBound::AtOrBelowVersion(bound) => version <= bound,
+        }
+    }
+}
+
+/// A store of snapshots: per aggregate (type and id), the newest few, at most one per
+/// version.
 ///
 /// Every implementation obeys the same rules (checked by the conformance suite):
-/// [`save`](Self::save) is an upsert that never replaces a snapshot with one of a lower
-/// version, and aggregate types are kept apart even when ids are equal.
+/// - [`save_keeping`](Self::save_keeping) with `keep = N` leaves the aggregate with the
+///   `N` highest versions of its stored snapshots and the new one. A snapshot of a
+///   version already stored replaces it; an older snapshot never replaces or evicts a
+///   newer one (with `N` newer ones stored, the new one is simply not kept); and the
+///   newest snapshot is never deleted, even by concurrent saves. Concurrent saves may
+///   leave more than `N` for a while; the next save prunes them.
+/// - [`save`](Self::save) is `save_keeping` with `keep = 1`: one snapshot per aggregate,
+///   never replaced by one of a lower version.
+/// - Aggregate types are kept apart even when ids are equal.
+///
+/// A store without a history implements `save` and `get` only: the defaults of
+/// `save_keeping` (which keeps one) and [`get_at`](Self::get_at) (the one snapshot, if
+/// within the bound) build on them.
 #[async_trait]
 pub trait SnapshotStore: Send + Sync + fmt::Debug {
     /// Stores the snapshot unless one with a higher version is already stored
-    /// (an equal version is replaced).
+    /// (an equal version is replaced), and deletes the aggregate's lower ones: keeps one.
     async fn save(&self, snapshot: &Snapshot) -> Result<()>;
 
-    /// The snapshot of this aggregate, if any.
+    /// Stores the snapshot and keeps the `keep` highest versions of the aggregate's
+    /// snapshots (those stored and this one), deleting the others. An equal version is
+    /// replaced; a snapshot below the `keep` highest stored ones is not kept.
+    ///
+    /// The default calls [`save`](Self::save): a store without a history keeps one
+    /// snapshot per aggregate whatever `keep` asks.
+    async fn save_keeping(&self, snapshot: &Snapshot, keep: NonZeroU32) -> Result<()> {
+        let _ = keep;
+        self.save(snapshot).await
+    }
+
+    /// The newest snapshot of this aggregate, if any.
     async fn get(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<Option<Snapshot>>;
 
-    /// Deletes the snapshot of this aggregate; `true` if there was one.
+    /// The newest snapshot of this aggregate within `bound`, if any: with
+    /// [`SnapshotBound::AtOrBelowVersion`], the one a state at that version is rebuilt
+    /// from.
+    ///
+    /// The default filters [`get`](Self::get): right for a store that keeps one.
+    async fn get_at(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        bound: SnapshotBound,
+    ) -> Result<Option<Snapshot>> {
+        Ok(self
+            .get(aggregate_type, aggregate_id)
+            .await?
+            .filter(|snapshot| bound.admits(snapshot.version)))
+    }
+
+    /// Deletes every snapshot of this aggregate; `true` if there was one.
     async fn delete(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<bool>;
 
     /// `true` if a snapshot of this aggregate is stored.
     async fn exists(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<bool>;
 
     /// Deletes every snapshot of a type, or only those whose schema version is strictly
-    /// below `schema_version_below`; returns how many were deleted.
+    /// below `schema_version_below`; returns how many were deleted (every version of
+    /// every aggregate counts).
     async fn delete_by_type(
         &self,
         aggregate_type: &str,
@@ -138,7 +197,8 @@ impl FromStr for SnapshotMode {
 pub const DEFAULT_SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// When and how an aggregate type is snapshotted: a strategy deciding when, a mode
-/// deciding how the snapshot is written, and how long snapshot I/O may take.
+/// deciding how the snapshot is written, how long snapshot I/O may take, and how many
+/// snapshots of each aggregate are kept.
 #[derive(Clone, Debug)]
 pub struct SnapshotPolicy {
     /// Decides after each save whether to take a snapshot.
@@ -150,6 +210,12 @@ pub struct SnapshotPolicy {
     /// it, the read or write is cancelled: a load replays the events instead, a save
     /// stands without its snapshot.
     pub timeout: Duration,
+    /// How many snapshots of each aggregate are kept, the newest ones (declared with
+    /// `#[snapshot(keep = 3)]`, default 1). More than one keeps a history that
+    /// [`load_at`](crate::AggregateRepository::load_at) and
+    /// [`load_as_of`](crate::AggregateRepository::load_as_of) start from; a load always
+    /// starts from the newest.
+    pub keep: NonZeroU32,
 }
 
 impl SnapshotPolicy {
@@ -159,7 +225,14 @@ impl SnapshotPolicy {
             strategy: Arc::new(strategy),
             mode,
             timeout: DEFAULT_SNAPSHOT_TIMEOUT,
+            keep: NonZeroU32::MIN,
         }
+    }
+
+    /// The same policy, keeping the `keep` newest snapshots of each aggregate.
+    pub fn with_keep(mut self, keep: NonZeroU32) -> Self {
+        self.keep = keep;
+        self
     }
 
     /// The same policy with this snapshot I/O timeout.

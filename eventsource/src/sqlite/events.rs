@@ -12,6 +12,7 @@ use std::ops::ControlFlow;
 use std::path::Path;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{AssertSqlSafe, Row, SqlitePool};
 use uuid::Uuid;
@@ -242,7 +243,16 @@ fn event_ref<'r>(
 /// `read_stream`: the columns [`event_ref`] reads, in its order.
 const READ_STREAM_SQL: &str = "SELECT position, event_id, version, event_type, event_version, \
      payload, metadata, occurred_at FROM events \
-     WHERE aggregate_type = ?1 AND aggregate_id = ?2 AND version >= ?3 ORDER BY version";
+     WHERE aggregate_type = ?1 AND aggregate_id = ?2 AND version >= ?3 AND version <= ?4 \
+     ORDER BY version";
+
+/// `version_as_of`: the version before the stream's first event that occurred after
+/// `?3`, or the stream's head when none did; 0 without events.
+const VERSION_AS_OF_SQL: &str = "SELECT COALESCE( \
+     (SELECT min(version) FROM events WHERE aggregate_type = ?1 AND aggregate_id = ?2 \
+      AND occurred_at > ?3) - 1, \
+     (SELECT max(version) FROM events WHERE aggregate_type = ?1 AND aggregate_id = ?2), \
+     0)";
 
 /// A load's stream: only the columns [`stream_event`] reads (sqlx copies every selected
 /// column of every row, so a replay selects no more than it decodes).
@@ -402,11 +412,24 @@ impl EventStore for SqliteEventStore {
         from_version: u64,
         visit: &mut EventVisitor<'_>,
     ) -> Result<u64> {
+        self.read_stream_range(aggregate_type, aggregate_id, from_version, u64::MAX, visit)
+            .await
+    }
+
+    async fn read_stream_range(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        from_version: u64,
+        to_version: u64,
+        visit: &mut EventVisitor<'_>,
+    ) -> Result<u64> {
         checks::name("aggregate_type", aggregate_type)?;
         let rows = sqlx::query(READ_STREAM_SQL)
             .bind(aggregate_type)
             .bind(aggregate_id.to_string())
             .bind(crate::store::rows::saturating_i64(from_version))
+            .bind(crate::store::rows::saturating_i64(to_version))
             .fetch(&self.pool);
         visit_rows(rows, |row| {
             let event = event_ref(row, aggregate_type, aggregate_id)
@@ -414,6 +437,23 @@ impl EventStore for SqliteEventStore {
             visit(event).map(ControlFlow::Continue)
         })
         .await
+    }
+
+    async fn version_as_of(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        time: DateTime<Utc>,
+    ) -> Result<Option<u64>> {
+        checks::name("aggregate_type", aggregate_type)?;
+        let version: i64 = sqlx::query_scalar(VERSION_AS_OF_SQL)
+            .bind(aggregate_type)
+            .bind(aggregate_id.to_string())
+            .bind(format_timestamp(time))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(Error::backend)?;
+        Ok(u64::try_from(version).ok().filter(|v| *v > 0))
     }
 
     async fn stream_version(

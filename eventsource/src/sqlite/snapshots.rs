@@ -10,6 +10,7 @@
 //! instead of returning it to the pool still waiting (for up to the busy timeout), so
 //! timed-out snapshot writes cannot use up the pool that loads and appends share.
 
+use std::num::NonZeroU32;
 use std::path::Path;
 
 use async_trait::async_trait;
@@ -19,9 +20,10 @@ use uuid::Uuid;
 
 use super::pool::{format_timestamp, parse_timestamp};
 use crate::error::{Error, Result};
-use crate::snapshot::{Snapshot, SnapshotStore};
+use crate::snapshot::{Snapshot, SnapshotBound, SnapshotStore};
 use crate::store::checks;
 use crate::store::guard::Guarded;
+use crate::store::rows::saturating_i64;
 
 /// A snapshot store in a SQLite database. Clones share the same pool.
 ///
@@ -104,46 +106,119 @@ fn decode(row: &SqliteRow, aggregate_type: &str, aggregate_id: Uuid) -> Result<S
     })
 }
 
-#[async_trait]
-impl SnapshotStore for SqliteSnapshotStore {
-    async fn save(&self, snapshot: &Snapshot) -> Result<()> {
-        checks::snapshot(snapshot)?;
-        let mut conn = Guarded::<Sqlite>::acquire(&self.pool).await?;
-        let done = sqlx::query(
-            "INSERT INTO snapshots \
-             (aggregate_id, aggregate_type, version, schema_version, state, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-             ON CONFLICT (aggregate_id, aggregate_type) DO UPDATE SET \
-             version = excluded.version, schema_version = excluded.schema_version, \
-             state = excluded.state, created_at = excluded.created_at \
-             WHERE snapshots.version <= excluded.version",
-        )
-        .bind(snapshot.aggregate_id.to_string())
+/// Stores the snapshot unless `keep` newer ones of the aggregate are stored (an equal
+/// version is replaced).
+const INSERT_SQL: &str = "INSERT INTO snapshots \
+     (aggregate_id, aggregate_type, version, schema_version, state, created_at) \
+     SELECT ?1, ?2, ?3, ?4, ?5, ?6 \
+     WHERE (SELECT count(*) FROM snapshots \
+            WHERE aggregate_id = ?1 AND aggregate_type = ?2 AND version > ?3) < ?7 \
+     ON CONFLICT (aggregate_id, aggregate_type, version) DO UPDATE SET \
+     schema_version = excluded.schema_version, state = excluded.state, \
+     created_at = excluded.created_at";
+
+/// Deletes the aggregate's snapshots below its `?3 + 1` highest (none when it has fewer:
+/// the bound is then `NULL`).
+const PRUNE_SQL: &str = "DELETE FROM snapshots \
+     WHERE aggregate_id = ?1 AND aggregate_type = ?2 AND version < ( \
+         SELECT version FROM snapshots WHERE aggregate_id = ?1 AND aggregate_type = ?2 \
+         ORDER BY version DESC LIMIT 1 OFFSET ?3)";
+
+/// The columns [`decode`] reads, of the aggregate's newest snapshot at or below `?3`.
+const GET_SQL: &str = "SELECT version, schema_version, state, created_at FROM snapshots \
+     WHERE aggregate_id = ?1 AND aggregate_type = ?2 AND version <= ?3 \
+     ORDER BY version DESC LIMIT 1";
+
+impl SqliteSnapshotStore {
+    /// The newest snapshot at or below `at_or_below`.
+    async fn newest(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        at_or_below: u64,
+    ) -> Result<Option<Snapshot>> {
+        checks::name("aggregate_type", aggregate_type)?;
+        let row = sqlx::query(GET_SQL)
+            .bind(aggregate_id.to_string())
+            .bind(aggregate_type)
+            .bind(saturating_i64(at_or_below))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(Error::backend)?;
+        row.map(|row| decode(&row, aggregate_type, aggregate_id))
+            .transpose()
+    }
+}
+
+/// The two statements of a write, in the caller's transaction.
+async fn insert_and_prune(
+    conn: &mut sqlx::SqliteConnection,
+    snapshot: &Snapshot,
+    version: i64,
+    keep: NonZeroU32,
+) -> std::result::Result<(), sqlx::Error> {
+    let id = snapshot.aggregate_id.to_string();
+    sqlx::query(INSERT_SQL)
+        .bind(id.as_str())
         .bind(snapshot.aggregate_type.as_str())
-        .bind(checks::to_i64("version", snapshot.version)?)
+        .bind(version)
         .bind(i64::from(snapshot.schema_version))
         .bind(snapshot.state.as_str())
         .bind(format_timestamp(snapshot.created_at))
+        .bind(i64::from(keep.get()))
         .execute(&mut *conn)
-        .await;
-        conn.release();
-        done.map_err(Error::backend)?;
-        Ok(())
+        .await?;
+    sqlx::query(PRUNE_SQL)
+        .bind(id.as_str())
+        .bind(snapshot.aggregate_type.as_str())
+        .bind(i64::from(keep.get() - 1))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl SnapshotStore for SqliteSnapshotStore {
+    async fn save(&self, snapshot: &Snapshot) -> Result<()> {
+        self.save_keeping(snapshot, NonZeroU32::MIN).await
+    }
+
+    /// Inserts, then prunes, in one `BEGIN IMMEDIATE` transaction: writers take turns, so
+    /// the aggregate holds exactly the `keep` highest versions after each write.
+    async fn save_keeping(&self, snapshot: &Snapshot, keep: NonZeroU32) -> Result<()> {
+        checks::snapshot(snapshot)?;
+        let version = checks::to_i64("version", snapshot.version)?;
+        let mut conn = Guarded::<Sqlite>::acquire(&self.pool).await?;
+        if let Err(e) = sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await {
+            conn.release();
+            return Err(Error::backend(e));
+        }
+        let done = insert_and_prune(&mut conn, snapshot, version, keep).await;
+        let end = if done.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        match sqlx::raw_sql(end).execute(&mut *conn).await {
+            Ok(_) => conn.release(),
+            // The transaction may still be open: the guard closes the connection.
+            Err(e) => {
+                drop(conn);
+                done.map_err(Error::backend)?;
+                return Err(Error::backend(e));
+            }
+        }
+        done.map_err(Error::backend)
     }
 
     async fn get(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<Option<Snapshot>> {
-        checks::name("aggregate_type", aggregate_type)?;
-        let row = sqlx::query(
-            "SELECT version, schema_version, state, created_at FROM snapshots \
-             WHERE aggregate_id = ?1 AND aggregate_type = ?2",
-        )
-        .bind(aggregate_id.to_string())
-        .bind(aggregate_type)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(Error::backend)?;
-        row.map(|row| decode(&row, aggregate_type, aggregate_id))
-            .transpose()
+        self.newest(aggregate_type, aggregate_id, u64::MAX).await
+    }
+
+    async fn get_at(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        bound: SnapshotBound,
+    ) -> Result<Option<Snapshot>> {
+        let SnapshotBound::AtOrBelowVersion(at_or_below) = bound;
+        self.newest(aggregate_type, aggregate_id, at_or_below).await
     }
 
     async fn delete(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<bool> {
@@ -161,13 +236,14 @@ impl SnapshotStore for SqliteSnapshotStore {
 
     async fn exists(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<bool> {
         checks::name("aggregate_type", aggregate_type)?;
-        let row =
-            sqlx::query("SELECT 1 FROM snapshots WHERE aggregate_id = ?1 AND aggregate_type = ?2")
-                .bind(aggregate_id.to_string())
-                .bind(aggregate_type)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(Error::backend)?;
+        let row = sqlx::query(
+            "SELECT 1 FROM snapshots WHERE aggregate_id = ?1 AND aggregate_type = ?2 LIMIT 1",
+        )
+        .bind(aggregate_id.to_string())
+        .bind(aggregate_type)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(Error::backend)?;
         Ok(row.is_some())
     }
 

@@ -27,6 +27,7 @@ use std::ops::ControlFlow;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::error::Result;
@@ -108,6 +109,58 @@ pub trait EventStore: Send + Sync + fmt::Debug {
         from_version: u64,
         visit: &mut EventVisitor<'_>,
     ) -> Result<u64>;
+
+    /// Reads a stream's events with `from_version <= version <= to_version`, in version
+    /// order, handing each to `visit` as it arrives. Returns how many were visited.
+    ///
+    /// The default reads with [`read_stream`](Self::read_stream) and skips the events
+    /// after `to_version`; backends override it to stop the read there.
+    async fn read_stream_range(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        from_version: u64,
+        to_version: u64,
+        visit: &mut EventVisitor<'_>,
+    ) -> Result<u64> {
+        let mut visited = 0;
+        self.read_stream(aggregate_type, aggregate_id, from_version, &mut |e| {
+            if e.version > to_version {
+                return Ok(());
+            }
+            visited += 1;
+            visit(e)
+        })
+        .await?;
+        Ok(visited)
+    }
+
+    /// The stream's version as it was at `time`: the version of the last event of the
+    /// longest run of events from the first on that all occurred at or before `time`
+    /// (the version before the first event that occurred after it). `None` when the
+    /// first event occurred after `time`, or the stream has no events.
+    ///
+    /// The default scans the stream with [`read_stream`](Self::read_stream); backends
+    /// override it with a query.
+    async fn version_as_of(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        time: DateTime<Utc>,
+    ) -> Result<Option<u64>> {
+        let mut last = 0;
+        let mut after = false;
+        self.read_stream(aggregate_type, aggregate_id, 1, &mut |e| {
+            if !after && e.occurred_at <= time {
+                last = e.version;
+            } else {
+                after = true;
+            }
+            Ok(())
+        })
+        .await?;
+        Ok((last > 0).then_some(last))
+    }
 
     /// The stream's version (the version of its last event), or `None` when it has no events.
     async fn stream_version(&self, aggregate_type: &str, aggregate_id: Uuid)

@@ -1,8 +1,9 @@
 //! Conformance of [`SnapshotStore`] implementations.
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use eventsource::{Snapshot, SnapshotStore};
+use eventsource::{Snapshot, SnapshotBound, SnapshotStore};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -230,4 +231,319 @@ pub async fn snapshot_awkward_type_names(store: Arc<dyn SnapshotStore>) {
     );
     assert!(store.delete(&names[0], id).await.expect("delete"));
     assert!(store.exists(&names[1], id).await.expect("exists"));
+}
+
+/// Panics unless `got` is the snapshot [`snapshot`] builds at this version and schema
+/// version (its time aside).
+#[track_caller]
+fn assert_is(got: Option<Snapshot>, version: u64, schema_version: u32) {
+    let got =
+        got.unwrap_or_else(|| panic!("expected the snapshot at version {version}, found none"));
+    assert_eq!((got.version, got.schema_version), (version, schema_version));
+    assert_eq!(
+        got.state_json().expect("stored state is JSON"),
+        json!({"version": version, "schema": schema_version})
+    );
+}
+
+/// `n` as a `keep`.
+fn keep(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).expect("keep is at least 1")
+}
+
+/// The versions of the aggregate's stored snapshots, newest first, found by walking
+/// [`SnapshotStore::get_at`] down from the newest.
+pub async fn stored_versions(
+    store: &dyn SnapshotStore,
+    aggregate_type: &str,
+    aggregate_id: Uuid,
+) -> Vec<u64> {
+    let mut versions = Vec::new();
+    let mut bound = u64::MAX;
+    while let Some(found) = store
+        .get_at(
+            aggregate_type,
+            aggregate_id,
+            SnapshotBound::AtOrBelowVersion(bound),
+        )
+        .await
+        .expect("get_at")
+    {
+        assert!(
+            found.version <= bound,
+            "get_at returned a version above its bound"
+        );
+        versions.push(found.version);
+        if found.version == 0 {
+            break;
+        }
+        bound = found.version - 1;
+    }
+    versions
+}
+
+/// `save_keeping` with `keep = N` keeps the N highest versions, whatever order they come
+/// in; `get` returns the newest.
+pub async fn snapshot_keep_n_keeps_the_newest(store: Arc<dyn SnapshotStore>) {
+    let ty = unique_type("Keep");
+    let id = Uuid::new_v4();
+    for version in 1..=6 {
+        store
+            .save_keeping(&snapshot(&ty, id, version, 1), keep(3))
+            .await
+            .expect("save_keeping");
+    }
+    assert_eq!(stored_versions(&*store, &ty, id).await, vec![6, 5, 4]);
+    assert_is(store.get(&ty, id).await.expect("get"), 6, 1);
+    // Out of order: a version between the kept ones evicts the lowest.
+    let other = Uuid::new_v4();
+    for version in [50, 10, 40, 20, 30, 45] {
+        store
+            .save_keeping(&snapshot(&ty, other, version, 1), keep(3))
+            .await
+            .expect("save_keeping");
+    }
+    assert_eq!(stored_versions(&*store, &ty, other).await, vec![50, 45, 40]);
+    // A smaller keep prunes to it; `save` keeps one.
+    store
+        .save_keeping(&snapshot(&ty, other, 60, 1), keep(2))
+        .await
+        .expect("save_keeping");
+    assert_eq!(stored_versions(&*store, &ty, other).await, vec![60, 50]);
+    store
+        .save(&snapshot(&ty, other, 70, 1))
+        .await
+        .expect("save");
+    assert_eq!(stored_versions(&*store, &ty, other).await, vec![70]);
+    // The first aggregate was not touched.
+    assert_eq!(stored_versions(&*store, &ty, id).await, vec![6, 5, 4]);
+}
+
+/// An older snapshot never replaces or evicts a newer one: with `keep` newer ones
+/// stored it is not kept; with fewer it is kept beside them.
+pub async fn snapshot_keep_older_never_evicts_newer(store: Arc<dyn SnapshotStore>) {
+    let ty = unique_type("KeepOlder");
+    let id = Uuid::new_v4();
+    for version in [10, 20] {
+        store
+            .save_keeping(&snapshot(&ty, id, version, 1), keep(2))
+            .await
+            .expect("save_keeping");
+    }
+    store
+        .save_keeping(&snapshot(&ty, id, 5, 1), keep(2))
+        .await
+        .expect("save_keeping an older snapshot");
+    assert_eq!(
+        stored_versions(&*store, &ty, id).await,
+        vec![20, 10],
+        "a snapshot below the `keep` newest is not kept and evicts nothing"
+    );
+    store
+        .save(&snapshot(&ty, id, 15, 1))
+        .await
+        .expect("save an older snapshot");
+    assert_eq!(
+        stored_versions(&*store, &ty, id).await,
+        vec![20],
+        "keep = 1: the newest stays, the older one is not kept"
+    );
+    store
+        .save_keeping(&snapshot(&ty, id, 15, 1), keep(3))
+        .await
+        .expect("save_keeping an older snapshot with room for it");
+    assert_eq!(stored_versions(&*store, &ty, id).await, vec![20, 15]);
+    assert_is(store.get(&ty, id).await.expect("get"), 20, 1);
+}
+
+/// A snapshot of a version already stored replaces it (state, schema version, time),
+/// and leaves the other versions alone.
+pub async fn snapshot_keep_equal_version_replaces(store: Arc<dyn SnapshotStore>) {
+    let ty = unique_type("KeepEqual");
+    let id = Uuid::new_v4();
+    for version in [10, 20, 30] {
+        store
+            .save_keeping(&snapshot(&ty, id, version, 1), keep(3))
+            .await
+            .expect("save_keeping");
+    }
+    let mut again = snapshot(&ty, id, 20, 2);
+    again.state = json!({"replaced": true}).to_string();
+    store
+        .save_keeping(&again, keep(3))
+        .await
+        .expect("replace 20");
+    assert_eq!(stored_versions(&*store, &ty, id).await, vec![30, 20, 10]);
+    let got = store
+        .get_at(&ty, id, SnapshotBound::AtOrBelowVersion(25))
+        .await
+        .expect("get_at");
+    assert_same(got, &again);
+    // The newest replaced, with keep = 1: the others go.
+    let newest = snapshot(&ty, id, 30, 3);
+    store.save(&newest).await.expect("replace 30");
+    assert_eq!(stored_versions(&*store, &ty, id).await, vec![30]);
+    assert_same(store.get(&ty, id).await.expect("get"), &newest);
+}
+
+/// `get_at` returns the newest snapshot at or below its bound, `None` below the oldest.
+pub async fn snapshot_get_at_bounds(store: Arc<dyn SnapshotStore>) {
+    let ty = unique_type("GetAt");
+    let id = Uuid::new_v4();
+    for version in [10, 20, 30] {
+        store
+            .save_keeping(&snapshot(&ty, id, version, 1), keep(5))
+            .await
+            .expect("save_keeping");
+    }
+    let at = |bound: u64| {
+        let store = store.clone();
+        let ty = ty.clone();
+        async move {
+            store
+                .get_at(&ty, id, SnapshotBound::AtOrBelowVersion(bound))
+                .await
+                .expect("get_at")
+                .map(|s| s.version)
+        }
+    };
+    assert_eq!(at(0).await, None);
+    assert_eq!(at(9).await, None);
+    assert_eq!(at(10).await, Some(10));
+    assert_eq!(at(19).await, Some(10));
+    assert_eq!(at(20).await, Some(20));
+    assert_eq!(at(29).await, Some(20));
+    assert_eq!(at(30).await, Some(30));
+    assert_eq!(at(u64::MAX).await, Some(30));
+    assert_is(
+        store
+            .get_at(&ty, id, SnapshotBound::AtOrBelowVersion(25))
+            .await
+            .expect("get_at"),
+        20,
+        1,
+    );
+    // Other aggregates and types are not seen.
+    assert_eq!(
+        store
+            .get_at(
+                &ty,
+                Uuid::new_v4(),
+                SnapshotBound::AtOrBelowVersion(u64::MAX)
+            )
+            .await
+            .expect("get_at"),
+        None
+    );
+    assert_eq!(
+        store
+            .get_at(
+                &unique_type("GetAtOther"),
+                id,
+                SnapshotBound::AtOrBelowVersion(30)
+            )
+            .await
+            .expect("get_at"),
+        None
+    );
+}
+
+/// `delete` removes every version of the aggregate, `exists` sees any, and
+/// `delete_by_type` counts every version it deletes.
+pub async fn snapshot_delete_removes_every_version(store: Arc<dyn SnapshotStore>) {
+    let ty = unique_type("DeleteAll");
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    for id in [a, b] {
+        for version in [1, 2, 3] {
+            store
+                .save_keeping(&snapshot(&ty, id, version, version as u32), keep(3))
+                .await
+                .expect("save_keeping");
+        }
+    }
+    assert!(store.exists(&ty, a).await.expect("exists"));
+    assert!(store.delete(&ty, a).await.expect("delete"));
+    assert!(!store.exists(&ty, a).await.expect("exists after delete"));
+    assert_eq!(store.get(&ty, a).await.expect("get"), None);
+    assert_eq!(stored_versions(&*store, &ty, a).await, Vec::<u64>::new());
+    assert!(!store.delete(&ty, a).await.expect("delete again"));
+    assert_eq!(stored_versions(&*store, &ty, b).await, vec![3, 2, 1]);
+    // Schema versions 1 and 2 of `b` are below 3: two rows.
+    assert_eq!(
+        store
+            .delete_by_type(&ty, Some(3))
+            .await
+            .expect("delete_by_type"),
+        2
+    );
+    assert_eq!(stored_versions(&*store, &ty, b).await, vec![3]);
+    for version in [4, 5] {
+        store
+            .save_keeping(&snapshot(&ty, b, version, 1), keep(3))
+            .await
+            .expect("save_keeping");
+    }
+    assert_eq!(
+        store
+            .delete_by_type(&ty, None)
+            .await
+            .expect("delete_by_type"),
+        3
+    );
+    assert!(!store.exists(&ty, b).await.expect("exists"));
+}
+
+/// 8 tasks saving interleaved versions of one aggregate at once, with a small `keep`:
+/// the newest is never deleted, every version kept is one that was saved, and the next
+/// save prunes to exactly `keep`.
+pub async fn snapshot_keep_concurrent_saves_keep_the_newest(store: Arc<dyn SnapshotStore>) {
+    const TASKS: u64 = 8;
+    const PER_TASK: u64 = 12;
+    let ty = unique_type("KeepConcurrent");
+    for round_keep in [1, 2, 4] {
+        let id = Uuid::new_v4();
+        let mut tasks = Vec::new();
+        for task in 0..TASKS {
+            let (store, ty) = (store.clone(), ty.clone());
+            tasks.push(tokio::spawn(async move {
+                // Task t saves t+1, t+1+8, ...: each task's versions rise, the tasks'
+                // interleave. Odd tasks go downwards, so old ones race new ones too.
+                let mut versions: Vec<u64> = (0..PER_TASK).map(|i| task + 1 + i * TASKS).collect();
+                if task % 2 == 1 {
+                    versions.reverse();
+                }
+                for version in versions {
+                    store
+                        .save_keeping(&snapshot(&ty, id, version, 1), keep(round_keep))
+                        .await
+                        .expect("concurrent save_keeping");
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.expect("a saving task");
+        }
+        // A save deletes a snapshot only when `keep` higher ones are stored or coming:
+        // the `keep` highest saved are never deleted, whatever the interleaving.
+        let newest = TASKS * PER_TASK;
+        let top = |highest: u64| -> Vec<u64> {
+            (0..u64::from(round_keep)).map(|i| highest - i).collect()
+        };
+        let kept = stored_versions(&*store, &ty, id).await;
+        assert_eq!(
+            kept.get(..round_keep as usize),
+            Some(&top(newest)[..]),
+            "keep = {round_keep}: the newest snapshots survive concurrent saves (kept {kept:?})"
+        );
+        // Concurrent saves may leave more than `keep`; the next save prunes to it.
+        store
+            .save_keeping(&snapshot(&ty, id, newest + 1, 1), keep(round_keep))
+            .await
+            .expect("save_keeping after the race");
+        assert_eq!(
+            stored_versions(&*store, &ty, id).await,
+            top(newest + 1),
+            "keep = {round_keep}: the next save keeps exactly the newest {round_keep}"
+        );
+    }
 }
