@@ -243,6 +243,15 @@ macro_rules! conformance_tests {
             append_signal_changes_after_an_append,
             feed_follows_concurrent_writers,
         );
+        $crate::conformance_tests!(@with history $fixture;
+            repository_keeps_the_policys_snapshots,
+            load_at_rebuilds_past_versions,
+            load_at_refuses_versions_the_stream_does_not_have,
+            load_at_replays_past_a_bad_snapshot,
+            load_as_of_loads_the_version_at_a_time,
+            bounded_reads_of_a_stream,
+            load_at_equals_a_replay_cut_there,
+        );
         $crate::conformance_tests!(@with roundtrip $fixture;
             values_round_trip_bitwise,
         );

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod event_store;
 pub mod faults;
 pub mod feed;
+pub mod history;
 pub mod hostile;
 pub mod hostile_values;
 pub mod nonfinite;
