@@ -29,8 +29,9 @@ const LOAD_STREAM_SQL: &str = "SELECT version, event_type, event_version, payloa
 /// One row per event from the snapshot's version on (or from 1), in version order, with
 /// the columns [`stream_event`] reads, then the snapshot's (all `NULL` without one). The
 /// state is sent once, on the first row. Without events from there, one row whose
-/// event columns are `NULL`. The snapshot comes through the `eventsource_snapshot`
-/// function (migration 4), which bounds its wait for a lock on `snapshots` by `$3`.
+/// event columns are `NULL`. The snapshot, the aggregate's newest, comes through the
+/// `eventsource_snapshot` function (migration 4; migration 8 makes it pick the highest
+/// version), which bounds its wait for a lock on `snapshots` by `$3`.
 const SNAPSHOT_AND_TAIL_SQL: &str = "SELECT e.version, e.event_type, e.event_version, \
      e.payload, s.version, s.schema_version, \
      CASE WHEN e.version IS NULL OR e.version = s.version THEN s.state END, \
