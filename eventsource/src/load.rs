@@ -10,7 +10,7 @@ use crate::aggregate::Aggregate;
 use crate::error::{Error, Result};
 use crate::event::{DomainEvent, StreamEvent};
 use crate::root::AggregateRoot;
-use crate::snapshot::{Snapshot, SnapshotBound, SnapshotStore};
+use crate::snapshot::{Snapshot, SnapshotStore};
 use crate::store::{EventStore, LoadVisitor};
 
 /// Builds one aggregate root from what the stores hand it.
@@ -171,8 +171,9 @@ impl<A: Aggregate> LoadVisitor for Loader<A> {
 
 /// Reads the aggregate as it was at `version`: from the newest snapshot at or below it
 /// (when `snapshots` is given and it is usable), then the events after the snapshot up to
-/// `version`. The snapshot lookup is bounded by the loader's snapshot timeout and never
-/// an error: a failure or a timeout is handed to the loader, which replays instead.
+/// `version` ([`EventStore::read_aggregate_at`]). The snapshot lookup is bounded by the
+/// snapshot timeout and never an error: a failure or a timeout is handed to the loader,
+/// which replays instead.
 pub(crate) async fn read_at<A: Aggregate>(
     events: &dyn EventStore,
     snapshots: Option<&dyn SnapshotStore>,
@@ -181,24 +182,8 @@ pub(crate) async fn read_at<A: Aggregate>(
     snapshot_timeout: Duration,
 ) -> Result<Loaded<A>> {
     let mut loader = Loader::<A>::new(id, snapshot_timeout);
-    let from_version = match snapshots {
-        Some(store) => {
-            let get = store.get_at(A::TYPE, id, SnapshotBound::AtOrBelowVersion(version));
-            let found = crate::time::within(snapshot_timeout, get)
-                .await
-                .unwrap_or_else(|| Err(Error::timeout("reading the snapshot", snapshot_timeout)));
-            loader.snapshot(found).max(1)
-        }
-        None => 1,
-    };
-    let mut stopped = false;
     let read = events
-        .read_stream_range(A::TYPE, id, from_version, version, &mut |e| {
-            if !stopped && loader.event(e.stream_event())?.is_break() {
-                stopped = true;
-            }
-            Ok(())
-        })
+        .read_aggregate_at(snapshots, A::TYPE, id, version, &mut loader)
         .await;
     loader.finish(read)
 }

@@ -248,6 +248,7 @@ macro_rules! conformance_tests {
             load_at_rebuilds_past_versions,
             load_at_refuses_versions_the_stream_does_not_have,
             load_at_replays_past_a_bad_snapshot,
+            load_at_replays_when_the_snapshot_store_fails_or_hangs,
             load_as_of_loads_the_version_at_a_time,
             bounded_reads_of_a_stream,
             load_at_equals_a_replay_cut_there,

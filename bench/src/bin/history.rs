@@ -137,7 +137,10 @@ async fn main() {
     let kept = kept_versions(&snapshots, id).await;
     let expected: Vec<u64> = (91..=100).rev().map(|k| k * EVERY).collect();
     assert_eq!(kept, expected, "the 10 newest snapshots are kept");
-    eprintln!("seeded {EVENTS} events in {:.1} s", seeding.elapsed().as_secs_f64());
+    eprintln!(
+        "seeded {EVENTS} events in {:.1} s",
+        seeding.elapsed().as_secs_f64()
+    );
 
     // load_at(95_500) and load, interleaved: 1 untimed round, then 9 rounds of 40.
     let (mut at_rounds, mut load_rounds) = (Vec::new(), Vec::new());
@@ -203,7 +206,11 @@ async fn main() {
     let (mut w1, mut w10, mut wold) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..600u64 {
         let version = u64::from(KEEP) + 1 + i;
-        let order = [(i % 3) as usize, ((i + 1) % 3) as usize, ((i + 2) % 3) as usize];
+        let order = [
+            (i % 3) as usize,
+            ((i + 1) % 3) as usize,
+            ((i + 2) % 3) as usize,
+        ];
         for which in order {
             let started = Instant::now();
             match which {

@@ -524,27 +524,61 @@ impl EventStore for PostgresEventStore {
         aggregate_id: Uuid,
         visitor: &mut dyn LoadVisitor,
     ) -> Result<u64> {
+        self.read_aggregate_at(snapshots, aggregate_type, aggregate_id, u64::MAX, visitor)
+            .await
+    }
+
+    /// `to_version = u64::MAX` is a load of the current state: the newest snapshot and
+    /// every event after it.
+    async fn read_aggregate_at(
+        &self,
+        snapshots: Option<&dyn SnapshotStore>,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        to_version: u64,
+        visitor: &mut dyn LoadVisitor,
+    ) -> Result<u64> {
         checks::name("aggregate_type", aggregate_type)?;
+        let pool = &self.pool;
         match snapshots {
             Some(snapshots) if self.is_sibling(snapshots) => {
-                super::load::snapshot_and_tail(&self.pool, aggregate_type, aggregate_id, visitor)
-                    .await
-            }
-            Some(snapshots) => {
-                // Another database: two reads.
-                let from_version =
-                    crate::store::read_snapshot(snapshots, aggregate_type, aggregate_id, visitor)
-                        .await;
-                super::load::tail(
-                    &self.pool,
+                super::load::snapshot_and_tail(
+                    pool,
                     aggregate_type,
                     aggregate_id,
-                    from_version,
+                    to_version,
                     visitor,
                 )
                 .await
             }
-            None => super::load::tail(&self.pool, aggregate_type, aggregate_id, 1, visitor).await,
+            Some(snapshots) => {
+                // Another database: two reads.
+                let from_version = if to_version == u64::MAX {
+                    crate::store::read_snapshot(snapshots, aggregate_type, aggregate_id, visitor)
+                        .await
+                } else {
+                    crate::store::read_snapshot_at(
+                        snapshots,
+                        aggregate_type,
+                        aggregate_id,
+                        to_version,
+                        visitor,
+                    )
+                    .await
+                };
+                super::load::tail(
+                    pool,
+                    aggregate_type,
+                    aggregate_id,
+                    from_version,
+                    to_version,
+                    visitor,
+                )
+                .await
+            }
+            None => {
+                super::load::tail(pool, aggregate_type, aggregate_id, 1, to_version, visitor).await
+            }
         }
     }
 

@@ -24,25 +24,41 @@ use crate::store::{LoadVisitor, visit_rows};
 /// A load's stream: only the columns [`stream_event`] reads.
 const LOAD_STREAM_SQL: &str = "SELECT version, event_type, event_version, payload::text \
      FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND version >= $3 \
-     ORDER BY version";
+     AND version <= $4 ORDER BY version";
 
-/// One row per event from the snapshot's version on (or from 1), in version order, with
-/// the columns [`stream_event`] reads, then the snapshot's (all `NULL` without one). The
-/// state is sent once, on the first row. Without events from there, one row whose
-/// event columns are `NULL`. The snapshot, the aggregate's newest, comes through the
-/// `eventsource_snapshot` function (migration 4; migration 8 makes it pick the highest
-/// version), which bounds its wait for a lock on `snapshots` by `$3`.
-const SNAPSHOT_AND_TAIL_SQL: &str = "SELECT e.version, e.event_type, e.event_version, \
-     e.payload, s.version, s.schema_version, \
-     CASE WHEN e.version IS NULL OR e.version = s.version THEN s.state END, \
-     s.created_at \
-     FROM (SELECT 1) AS one \
-     LEFT JOIN eventsource_snapshot($1, $2, $3) s ON true \
-     LEFT JOIN LATERAL ( \
-         SELECT version, event_type, event_version, payload::text AS payload FROM events \
-         WHERE aggregate_type = $1 AND aggregate_id = $2 \
-         AND version >= COALESCE(s.version, 1) ORDER BY version \
-     ) e ON true";
+/// One row per event from the snapshot's version on (or from 1) up to `$4`, in version
+/// order, with the columns [`stream_event`] reads, then the snapshot's (all `NULL`
+/// without one). The state is sent once, on the first row. Without events from there,
+/// one row whose event columns are `NULL`. `$snapshot` is the function the snapshot comes
+/// through, which bounds its wait for a lock on `snapshots` by `$3`.
+macro_rules! snapshot_and_tail_sql {
+    ($snapshot:literal) => {
+        concat!(
+            "SELECT e.version, e.event_type, e.event_version, \
+             e.payload, s.version, s.schema_version, \
+             CASE WHEN e.version IS NULL OR e.version = s.version THEN s.state END, \
+             s.created_at \
+             FROM (SELECT 1) AS one \
+             LEFT JOIN ",
+            $snapshot,
+            " s ON true \
+             LEFT JOIN LATERAL ( \
+                 SELECT version, event_type, event_version, payload::text AS payload FROM events \
+                 WHERE aggregate_type = $1 AND aggregate_id = $2 \
+                 AND version >= COALESCE(s.version, 1) AND version <= $4 ORDER BY version \
+             ) e ON true"
+        )
+    };
+}
+
+/// A load: the aggregate's newest snapshot, through `eventsource_snapshot` (migration 4;
+/// migration 8 makes it pick the highest version), and the events after it.
+const SNAPSHOT_AND_TAIL_SQL: &str = snapshot_and_tail_sql!("eventsource_snapshot($1, $2, $3)");
+
+/// A load at version `$4`: the newest snapshot at or below it, through
+/// `eventsource_snapshot_at` (migration 8), and the events after it up to `$4`.
+const SNAPSHOT_AT_AND_TAIL_SQL: &str =
+    snapshot_and_tail_sql!("eventsource_snapshot_at($1, $2, $4, $3)");
 
 /// How much longer than the snapshot timeout the client waits for the first row, so
 /// that a lock wait ends on the server (which then frees the connection) rather than
@@ -52,18 +68,20 @@ const CLIENT_MARGIN: Duration = Duration::from_millis(500);
 /// Where the snapshot's columns start in a row of [`SNAPSHOT_AND_TAIL_SQL`].
 const SNAPSHOT_COLUMNS: usize = 4;
 
-/// The events from `from_version` on, alone.
+/// The events from `from_version` to `to_version`, alone.
 pub(super) async fn tail(
     pool: &PgPool,
     aggregate_type: &str,
     aggregate_id: Uuid,
     from_version: u64,
+    to_version: u64,
     visitor: &mut dyn LoadVisitor,
 ) -> Result<u64> {
     let rows = sqlx::query(LOAD_STREAM_SQL)
         .bind(aggregate_type)
         .bind(aggregate_id)
         .bind(saturating_i64(from_version))
+        .bind(saturating_i64(to_version))
         .fetch(pool);
     visit_rows(rows, |row| {
         let event = stream_event::<_, i32>(row)
@@ -73,21 +91,30 @@ pub(super) async fn tail(
     .await
 }
 
-/// The snapshot and its tail in one statement (see the module docs).
+/// The snapshot and its tail in one statement (see the module docs): the newest
+/// snapshot and every event after it, or, with `to_version` below `u64::MAX`, the
+/// newest snapshot at or below it and the events after it up to `to_version`.
 pub(super) async fn snapshot_and_tail(
     pool: &PgPool,
     aggregate_type: &str,
     aggregate_id: Uuid,
+    to_version: u64,
     visitor: &mut dyn LoadVisitor,
 ) -> Result<u64> {
+    let sql = if to_version == u64::MAX {
+        SNAPSHOT_AND_TAIL_SQL
+    } else {
+        SNAPSHOT_AT_AND_TAIL_SQL
+    };
     let limit = visitor.snapshot_timeout();
     // The server's bound on the lock wait ("0" is PostgreSQL's "no limit").
     let lock_timeout = limit.map_or_else(|| "0".to_owned(), super::snapshots::lock_timeout);
     let mut conn = Guarded::<sqlx::Postgres>::acquire(pool).await?;
-    let mut rows = sqlx::query(SNAPSHOT_AND_TAIL_SQL)
+    let mut rows = sqlx::query(sql)
         .bind(aggregate_type)
         .bind(aggregate_id)
         .bind(lock_timeout)
+        .bind(saturating_i64(to_version))
         .fetch(&mut *conn);
     let first = match limit {
         // The server answers at `limit` on a lock; the client waits a little longer,
@@ -114,7 +141,15 @@ pub(super) async fn snapshot_and_tail(
                 }
             };
             let from_version = visitor.snapshot(Err(reason)).max(1);
-            return tail(pool, aggregate_type, aggregate_id, from_version, visitor).await;
+            return tail(
+                pool,
+                aggregate_type,
+                aggregate_id,
+                from_version,
+                to_version,
+                visitor,
+            )
+            .await;
         }
     };
     let read = visit_rows_after(first, &mut rows, aggregate_type, aggregate_id, visitor).await;
@@ -123,7 +158,15 @@ pub(super) async fn snapshot_and_tail(
     match read? {
         Next::Done(visited) => Ok(visited),
         Next::ReadApart(from_version) => {
-            tail(pool, aggregate_type, aggregate_id, from_version, visitor).await
+            tail(
+                pool,
+                aggregate_type,
+                aggregate_id,
+                from_version,
+                to_version,
+                visitor,
+            )
+            .await
         }
     }
 }

@@ -25,7 +25,7 @@ use crate::snapshot::SnapshotStore;
 use crate::store::rows::{column, stream_event, unsigned};
 use crate::store::{
     EventStore, EventVisitor, LoadVisitor, already_appended, checks, explain_unique_violation,
-    read_snapshot, visit_rows,
+    read_snapshot, read_snapshot_at, visit_rows,
 };
 use crate::version::ExpectedVersion;
 
@@ -93,6 +93,29 @@ impl SqliteEventStore {
     /// Closes the pool's connections, waiting for the ones in use to be returned.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// A load's events from `from_version` to `to_version`, only the columns it folds.
+    async fn load_tail(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        from_version: u64,
+        to_version: u64,
+        visitor: &mut dyn LoadVisitor,
+    ) -> Result<u64> {
+        let rows = sqlx::query(LOAD_STREAM_SQL)
+            .bind(aggregate_type)
+            .bind(aggregate_id.to_string())
+            .bind(crate::store::rows::saturating_i64(from_version))
+            .bind(crate::store::rows::saturating_i64(to_version))
+            .fetch(&self.pool);
+        visit_rows(rows, |row| {
+            let event = stream_event::<_, i64>(row)
+                .map_err(|m| Error::corrupt_event(aggregate_type, aggregate_id, m))?;
+            visitor.event(event)
+        })
+        .await
     }
 
     async fn head(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<u64> {
@@ -257,7 +280,8 @@ const VERSION_AS_OF_SQL: &str = "SELECT COALESCE( \
 /// A load's stream: only the columns [`stream_event`] reads (sqlx copies every selected
 /// column of every row, so a replay selects no more than it decodes).
 const LOAD_STREAM_SQL: &str = "SELECT version, event_type, event_version, payload FROM events \
-     WHERE aggregate_type = ?1 AND aggregate_id = ?2 AND version >= ?3 ORDER BY version";
+     WHERE aggregate_type = ?1 AND aggregate_id = ?2 AND version >= ?3 AND version <= ?4 \
+     ORDER BY version";
 
 /// `read_all`: the columns [`event_ref`] reads, then the stream's type and id.
 const READ_ALL_SQL: &str = "SELECT position, event_id, version, event_type, event_version, \
@@ -392,16 +416,38 @@ impl EventStore for SqliteEventStore {
             Some(store) => read_snapshot(store, aggregate_type, aggregate_id, visitor).await,
             None => 1,
         };
-        let rows = sqlx::query(LOAD_STREAM_SQL)
-            .bind(aggregate_type)
-            .bind(aggregate_id.to_string())
-            .bind(crate::store::rows::saturating_i64(from_version))
-            .fetch(&self.pool);
-        visit_rows(rows, |row| {
-            let event = stream_event::<_, i64>(row)
-                .map_err(|m| Error::corrupt_event(aggregate_type, aggregate_id, m))?;
-            visitor.event(event)
-        })
+        self.load_tail(
+            aggregate_type,
+            aggregate_id,
+            from_version,
+            u64::MAX,
+            visitor,
+        )
+        .await
+    }
+
+    async fn read_aggregate_at(
+        &self,
+        snapshots: Option<&dyn SnapshotStore>,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        to_version: u64,
+        visitor: &mut dyn LoadVisitor,
+    ) -> Result<u64> {
+        checks::name("aggregate_type", aggregate_type)?;
+        let from_version = match snapshots {
+            Some(store) => {
+                read_snapshot_at(store, aggregate_type, aggregate_id, to_version, visitor).await
+            }
+            None => 1,
+        };
+        self.load_tail(
+            aggregate_type,
+            aggregate_id,
+            from_version,
+            to_version,
+            visitor,
+        )
         .await
     }
 

@@ -33,7 +33,7 @@ use uuid::Uuid;
 use crate::error::Result;
 use crate::event::{EventRef, NewEvent, RecordedEvent, StreamEvent};
 use crate::feed::{FeedPage, FeedQuery};
-use crate::snapshot::{Snapshot, SnapshotStore};
+use crate::snapshot::{Snapshot, SnapshotBound, SnapshotStore};
 pub use crate::version::ExpectedVersion;
 
 pub(crate) mod checks;
@@ -240,6 +240,76 @@ pub trait EventStore: Send + Sync + fmt::Debug {
         .await?;
         Ok(visited)
     }
+
+    /// Reads what rebuilding an aggregate as it was at `to_version` needs: the newest
+    /// snapshot at or below that version from `snapshots` (when given), which `visitor`
+    /// judges and answers with the version the stream starts at, as for
+    /// [`read_aggregate`](Self::read_aggregate); then the events from there up to
+    /// `to_version`. Returns how many events were visited.
+    ///
+    /// The default does it with [`SnapshotStore::get_at`] and
+    /// [`read_stream_range`](Self::read_stream_range). Backends override it to read
+    /// only the columns a load needs and, with the snapshots in the same database, the
+    /// snapshot and its events in one round trip. An override must behave exactly like
+    /// the default.
+    async fn read_aggregate_at(
+        &self,
+        snapshots: Option<&dyn SnapshotStore>,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        to_version: u64,
+        visitor: &mut dyn LoadVisitor,
+    ) -> Result<u64> {
+        let from_version = match snapshots {
+            Some(store) => {
+                read_snapshot_at(store, aggregate_type, aggregate_id, to_version, visitor).await
+            }
+            None => 1,
+        };
+        let mut visited = 0;
+        let mut stopped = false;
+        self.read_stream_range(
+            aggregate_type,
+            aggregate_id,
+            from_version,
+            to_version,
+            &mut |e| {
+                if stopped {
+                    return Ok(());
+                }
+                match visitor.event(e.stream_event())? {
+                    ControlFlow::Continue(()) => visited += 1,
+                    ControlFlow::Break(()) => stopped = true,
+                }
+                Ok(())
+            },
+        )
+        .await?;
+        Ok(visited)
+    }
+}
+
+/// [`read_snapshot`] for the newest snapshot at or below `to_version`
+/// ([`SnapshotStore::get_at`]).
+pub(crate) async fn read_snapshot_at(
+    store: &dyn SnapshotStore,
+    aggregate_type: &str,
+    aggregate_id: Uuid,
+    to_version: u64,
+    visitor: &mut dyn LoadVisitor,
+) -> u64 {
+    let get = store.get_at(
+        aggregate_type,
+        aggregate_id,
+        SnapshotBound::AtOrBelowVersion(to_version),
+    );
+    let found = match visitor.snapshot_timeout() {
+        Some(limit) => crate::time::within(limit, get)
+            .await
+            .unwrap_or_else(|| Err(crate::Error::timeout("reading the snapshot", limit))),
+        None => get.await,
+    };
+    visitor.snapshot(found)
 }
 
 /// Hands `visitor` the snapshot lookup, bounded by its

@@ -7,13 +7,14 @@
 //! `as_any`, so every read goes through it (a PostgreSQL event store would otherwise read
 //! the snapshot itself, in one statement with the events).
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use eventsource::prelude::*;
-use eventsource::{Error, Snapshot};
+use eventsource::{Error, Snapshot, SnapshotBound};
 use uuid::Uuid;
 
 use super::repository::{Added, Multiplied, Tally};
@@ -88,6 +89,11 @@ impl SnapshotStore for Faulty {
         self.inner.save(snapshot).await
     }
 
+    async fn save_keeping(&self, snapshot: &Snapshot, keep: NonZeroU32) -> eventsource::Result<()> {
+        self.strike().await?;
+        self.inner.save_keeping(snapshot, keep).await
+    }
+
     async fn get(
         &self,
         aggregate_type: &str,
@@ -95,6 +101,16 @@ impl SnapshotStore for Faulty {
     ) -> eventsource::Result<Option<Snapshot>> {
         self.strike().await?;
         self.inner.get(aggregate_type, aggregate_id).await
+    }
+
+    async fn get_at(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        bound: SnapshotBound,
+    ) -> eventsource::Result<Option<Snapshot>> {
+        self.strike().await?;
+        self.inner.get_at(aggregate_type, aggregate_id, bound).await
     }
 
     async fn delete(&self, aggregate_type: &str, aggregate_id: Uuid) -> eventsource::Result<bool> {

@@ -252,6 +252,49 @@ pub async fn load_at_replays_past_a_bad_snapshot(
     assert_eq!(root.state().to_snapshot().unwrap(), folded(&history));
 }
 
+/// A snapshot store that fails or hangs never fails or stalls `load_at`: it replays
+/// the events within the snapshot timeout; once the store answers again, `load_at`
+/// builds on its snapshots.
+pub async fn load_at_replays_when_the_snapshot_store_fails_or_hangs(
+    events: Arc<dyn EventStore>,
+    snapshots: Arc<dyn SnapshotStore>,
+) {
+    use super::faults::{CALL_BOUND, Fault, Faulty, SNAPSHOT_TIMEOUT, bounded};
+    for fault in [Fault::Fail, Fault::Hang] {
+        let faulty = Faulty::new(snapshots.clone(), fault);
+        faulty.set(false);
+        let repo = AggregateRepository::<Tally>::builder(events.clone())
+            .snapshot_store(faulty.clone())
+            .snapshot_timeout(SNAPSHOT_TIMEOUT)
+            .threshold(10)
+            .snapshot_keep(keep(3))
+            .build()
+            .expect("valid repository settings");
+        let id = Uuid::new_v4();
+        save_history(&repo, id, 40, 10).await;
+        assert_eq!(
+            stored_versions(&*snapshots, Tally::TYPE, id).await,
+            vec![40, 30, 20],
+            "a wrapping store that passes save_keeping on keeps the history"
+        );
+        let history: Vec<TallyEvent> = (1..=40).map(event_at).collect();
+        faulty.set(true);
+        let root = bounded(
+            "load_at with a faulty store",
+            CALL_BOUND,
+            repo.load_at(id, 25),
+        )
+        .await
+        .expect("load_at replays");
+        assert!(!root.load_history().loaded_from_snapshot, "{fault:?}");
+        assert_eq!(root.state().to_snapshot().unwrap(), folded(&history[..25]));
+        faulty.set(false);
+        let root = repo.load_at(id, 25).await.expect("load_at");
+        assert_eq!(root.load_history().snapshot_version, Some(20), "{fault:?}");
+        assert_eq!(root.state().to_snapshot().unwrap(), folded(&history[..25]));
+    }
+}
+
 /// `load_as_of` loads the version before the first event after the time.
 pub async fn load_as_of_loads_the_version_at_a_time(
     events: Arc<dyn EventStore>,
