@@ -221,6 +221,7 @@ macro_rules! conformance_tests {
             snapshot_get_at_bounds,
             snapshot_delete_removes_every_version,
             snapshot_keep_concurrent_saves_keep_the_newest,
+            snapshot_keep_concurrent_equal_versions_never_fail,
         );
         $crate::conformance_tests!(@both $fixture;
             read_aggregate,

@@ -116,6 +116,28 @@ impl PostgresSnapshotStore {
         Ok(())
     }
 
+    /// One snapshot write statement (`sql` binds the snapshot's columns as `$1` to `$6`
+    /// and `keep` as `$7` if it uses it), in a transaction of [`begin`](Self::begin).
+    async fn write(&self, sql: &'static str, snapshot: &Snapshot, keep: NonZeroU32) -> Result<()> {
+        let version = checks::to_i64("version", snapshot.version)?;
+        let schema_version = checks::to_i32("schema_version", snapshot.schema_version)?;
+        let mut query = sqlx::query(sql)
+            .bind(snapshot.aggregate_id)
+            .bind(snapshot.aggregate_type.as_str())
+            .bind(version)
+            .bind(schema_version)
+            .bind(snapshot.state.as_str())
+            .bind(snapshot.created_at);
+        if sql == SAVE_SQL {
+            query = query.bind(i64::from(keep.get()));
+        }
+        let mut conn = self.begin().await?;
+        let done = query.execute(&mut *conn).await;
+        self.end(conn, done.is_ok()).await?;
+        done.map_err(Error::backend)?;
+        Ok(())
+    }
+
     /// The pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool
@@ -125,6 +147,14 @@ impl PostgresSnapshotStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// `true` for PostgreSQL's unique violation (SQLSTATE 23505).
+fn is_unique_violation(error: &(dyn std::error::Error + 'static)) -> bool {
+    error
+        .downcast_ref::<sqlx::Error>()
+        .and_then(sqlx::Error::as_database_error)
+        .is_some_and(|e| e.code().as_deref() == Some("23505"))
 }
 
 /// A lock timeout as PostgreSQL reads it: `"1500ms"`; at least a millisecond (`0`
@@ -176,25 +206,69 @@ pub(super) fn snapshot_columns(
     }))
 }
 
-/// A snapshot write in one statement: `$7` is how many to keep. `lowest` is the lowest of
-/// the `$7` highest versions among the stored ones and the new one; the rows below it
+/// A snapshot write in one statement: `$7` is how many to keep. `lowest` is the lowest
+/// of the `$7` highest versions among the stored ones and the new one; the rows below it
 /// are deleted, and the new one is stored (an equal version replaced) unless it is below
 /// it. Every part reads the table as it was when the statement started: a row that a
-/// concurrent write commits meanwhile is not seen, and so never deleted. The newest
-/// snapshot is never below any floor, and so never deleted.
+/// concurrent write commits meanwhile is not seen, and so never deleted; the newest
+/// snapshot is never below any `lowest`, and so never deleted.
+///
+/// Rows are locked in version order, whoever writes: first the ones to delete (`doomed`,
+/// locked in order by `ORDER BY ... FOR UPDATE`), then the one written, which is above
+/// them (the `INSERT` waits for the `DELETE` through its `count(*)` of `pruned`). Two
+/// writers therefore never wait for each other in a cycle, even when one replaces a
+/// version that the other prunes.
 const SAVE_SQL: &str = "WITH lowest AS ( \
          SELECT min(version) AS version FROM ( \
              SELECT version FROM snapshots WHERE aggregate_id = $1 AND aggregate_type = $2 \
              UNION SELECT $3::bigint \
              ORDER BY version DESC LIMIT $7 \
          ) AS kept \
-     ), pruned AS ( \
-         DELETE FROM snapshots WHERE aggregate_id = $1 AND aggregate_type = $2 \
+     ), doomed AS ( \
+         SELECT id FROM snapshots WHERE aggregate_id = $1 AND aggregate_type = $2 \
          AND version < (SELECT version FROM lowest) \
+         ORDER BY version FOR UPDATE \
+     ), pruned AS ( \
+         DELETE FROM snapshots WHERE id IN (SELECT id FROM doomed) RETURNING 1 \
      ) \
      INSERT INTO snapshots \
      (aggregate_id, aggregate_type, version, schema_version, state, created_at) \
-     SELECT $1, $2, $3, $4, $5::json, $6 FROM lowest WHERE $3 >= lowest.version \
+     SELECT $1, $2, $3, $4, $5::json, $6 FROM lowest \
+     WHERE $3 >= lowest.version AND (SELECT count(*) FROM pruned) >= 0 \
+     ON CONFLICT (aggregate_id, aggregate_type, version) DO UPDATE SET \
+     schema_version = EXCLUDED.schema_version, state = EXCLUDED.state, \
+     created_at = EXCLUDED.created_at";
+
+/// The write with `keep = 1`, in one statement: the aggregate's newest row is rewritten
+/// in place when the new snapshot is not older (the write before the history was that
+/// one-row upsert, and a row updated in place costs less than one deleted and one
+/// inserted), the rows below the newest are deleted, and a row is inserted only when
+/// the aggregate had none. The same lock order as [`SAVE_SQL`]: the rows deleted in
+/// version order, then the newest. The deleted rows are those below the newest when the
+/// statement started, checked again on the row as it is when locked, so a row another
+/// writer has just moved up is not deleted. When another writer has stored the new
+/// version meanwhile, the update breaks the unique constraint, and the write is done
+/// again with [`SAVE_SQL`].
+const SAVE_ONE_SQL: &str = "WITH newest AS ( \
+         SELECT id, version FROM snapshots WHERE aggregate_id = $1 AND aggregate_type = $2 \
+         ORDER BY version DESC LIMIT 1 \
+     ), doomed AS ( \
+         SELECT id FROM snapshots WHERE aggregate_id = $1 AND aggregate_type = $2 \
+         AND version < (SELECT version FROM newest) \
+         ORDER BY version FOR UPDATE \
+     ), pruned AS ( \
+         DELETE FROM snapshots WHERE id IN (SELECT id FROM doomed) RETURNING 1 \
+     ), moved AS ( \
+         UPDATE snapshots SET version = $3, schema_version = $4, state = $5::json, \
+         created_at = $6 \
+         WHERE id = (SELECT id FROM newest) AND version <= $3 \
+         AND (SELECT count(*) FROM pruned) >= 0 \
+         RETURNING 1 \
+     ) \
+     INSERT INTO snapshots \
+     (aggregate_id, aggregate_type, version, schema_version, state, created_at) \
+     SELECT $1, $2, $3, $4, $5::json, $6 \
+     WHERE NOT EXISTS (SELECT 1 FROM newest) AND (SELECT count(*) FROM moved) >= 0 \
      ON CONFLICT (aggregate_id, aggregate_type, version) DO UPDATE SET \
      schema_version = EXCLUDED.schema_version, state = EXCLUDED.state, \
      created_at = EXCLUDED.created_at";
@@ -213,22 +287,15 @@ impl SnapshotStore for PostgresSnapshotStore {
 
     async fn save_keeping(&self, snapshot: &Snapshot, keep: NonZeroU32) -> Result<()> {
         checks::snapshot(snapshot)?;
-        let version = checks::to_i64("version", snapshot.version)?;
-        let schema_version = checks::to_i32("schema_version", snapshot.schema_version)?;
-        let mut conn = self.begin().await?;
-        let done = sqlx::query(SAVE_SQL)
-            .bind(snapshot.aggregate_id)
-            .bind(snapshot.aggregate_type.as_str())
-            .bind(version)
-            .bind(schema_version)
-            .bind(snapshot.state.as_str())
-            .bind(snapshot.created_at)
-            .bind(i64::from(keep.get()))
-            .execute(&mut *conn)
-            .await;
-        self.end(conn, done.is_ok()).await?;
-        done.map_err(Error::backend)?;
-        Ok(())
+        if keep == NonZeroU32::MIN {
+            match self.write(SAVE_ONE_SQL, snapshot, keep).await {
+                // Another writer stored this version meanwhile: the general statement
+                // replaces it.
+                Err(Error::Backend { source }) if is_unique_violation(&*source) => {}
+                done => return done,
+            }
+        }
+        self.write(SAVE_SQL, snapshot, keep).await
     }
 
     async fn get(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<Option<Snapshot>> {

@@ -547,3 +547,48 @@ pub async fn snapshot_keep_concurrent_saves_keep_the_newest(store: Arc<dyn Snaps
         );
     }
 }
+
+/// 8 tasks saving the same versions of one aggregate at once (each version written by
+/// every task, as writers racing to snapshot the same state do), with `keep` 1 and 2:
+/// no write fails (no lock cycle between the replaced and the pruned rows, no unique
+/// violation when two writers store one version), and the newest are kept.
+pub async fn snapshot_keep_concurrent_equal_versions_never_fail(store: Arc<dyn SnapshotStore>) {
+    const TASKS: u64 = 8;
+    let ty = unique_type("KeepEqualRace");
+    for round_keep in [1u32, 2] {
+        let id = Uuid::new_v4();
+        let mut tasks = Vec::new();
+        for task in 0..TASKS {
+            let (store, ty) = (store.clone(), ty.clone());
+            tasks.push(tokio::spawn(async move {
+                for version in 1..=24u64 {
+                    // Half the tasks also rewrite the version below, so that rows being
+                    // replaced are also being pruned by the others.
+                    let versions = if task % 2 == 0 {
+                        vec![version]
+                    } else {
+                        vec![version, version.saturating_sub(1).max(1)]
+                    };
+                    for v in versions {
+                        store
+                            .save_keeping(&snapshot(&ty, id, v, 1), keep(round_keep))
+                            .await
+                            .unwrap_or_else(|e| {
+                                panic!("keep = {round_keep}: concurrent save_keeping of {v}: {e}")
+                            });
+                    }
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.expect("a saving task");
+        }
+        let kept = stored_versions(&*store, &ty, id).await;
+        let newest: Vec<u64> = (0..u64::from(round_keep)).map(|i| 24 - i).collect();
+        assert_eq!(
+            kept.get(..newest.len()),
+            Some(&newest[..]),
+            "keep = {round_keep}: kept {kept:?}"
+        );
+    }
+}
