@@ -177,3 +177,52 @@ async fn read_aggregate_on_one_pool_or_two() {
     other_pool.close().await;
     store.close().await;
 }
+
+/// A `keep = 1` write that would move the newest row onto a version another writer is
+/// inserting at that moment (a unique violation once that writer commits) is done again
+/// by the general statement: it succeeds, replaces that version and prunes the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_one_write_racing_an_insert_of_its_version_falls_back() {
+    use eventsource_tests::conformance::snapshot_store::{snapshot, stored_versions};
+    let Some(url) = database_url() else { return };
+    let events = PostgresEventStore::connect(&url).await.expect("connect");
+    let store = PostgresSnapshotStore::new(events.pool().clone());
+    let ty = unique_type("KeepOneRace");
+    let id = Uuid::new_v4();
+    store
+        .save(&snapshot(&ty, id, 20, 1))
+        .await
+        .expect("the first snapshot");
+    // Another writer inserts version 24 and holds its transaction open.
+    let mut other = events.pool().begin().await.expect("begin");
+    sqlx::query(
+        "INSERT INTO snapshots (aggregate_id, aggregate_type, version, schema_version, state, created_at) \
+         VALUES ($1, $2, 24, 1, '{\"other\": true}', now())",
+    )
+    .bind(id)
+    .bind(ty.as_str())
+    .execute(&mut *other)
+    .await
+    .expect("the other writer's row");
+    // The `keep = 1` write sees only version 20 and moves it to 24: it waits for the
+    // other writer, then breaks the unique constraint when it commits.
+    let write = {
+        let store = store.clone();
+        let ty = ty.clone();
+        tokio::spawn(async move { store.save(&snapshot(&ty, id, 24, 1)).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    other.commit().await.expect("the other writer commits");
+    write
+        .await
+        .expect("the writing task")
+        .expect("the write falls back to the general statement");
+    assert_eq!(stored_versions(&store, &ty, id).await, vec![24]);
+    let kept = store.get(&ty, id).await.expect("get").expect("a snapshot");
+    assert_eq!(
+        kept.state_json().expect("JSON"),
+        serde_json::json!({"version": 24, "schema": 1}),
+        "the write replaced the other writer's version 24"
+    );
+    events.close().await;
+}
