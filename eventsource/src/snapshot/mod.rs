@@ -244,14 +244,19 @@ impl SnapshotPolicy {
 
 impl fmt::Display for SnapshotPolicy {
     /// The mode, then the strategy: `background: every 100 events or 1h since last
-    /// snapshot`. In manual mode the strategy is not applied, and says so.
+    /// snapshot`. In manual mode the strategy is not applied, and says so. A `keep`
+    /// above 1 follows: `sync: every 100 events, keeping 3`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let strategy = self.strategy.to_string();
         match self.mode {
-            SnapshotMode::Manual if strategy == "never" => f.write_str("manual"),
-            SnapshotMode::Manual => write!(f, "manual (not applied: {strategy})"),
-            mode => write!(f, "{mode}: {strategy}"),
+            SnapshotMode::Manual if strategy == "never" => f.write_str("manual")?,
+            SnapshotMode::Manual => write!(f, "manual (not applied: {strategy})")?,
+            mode => write!(f, "{mode}: {strategy}")?,
         }
+        if self.keep > NonZeroU32::MIN {
+            write!(f, ", keeping {}", self.keep)?;
+        }
+        Ok(())
     }
 }
 

@@ -186,6 +186,13 @@ mod tests {
             SnapshotPolicy::new(every, SnapshotMode::Manual).to_string(),
             "manual (not applied: every 100 events)"
         );
+        let three = std::num::NonZeroU32::new(3).unwrap();
+        assert_eq!(
+            SnapshotPolicy::new(every, SnapshotMode::Sync)
+                .with_keep(three)
+                .to_string(),
+            "sync: every 100 events, keeping 3"
+        );
     }
 
     #[test]
