@@ -329,3 +329,13 @@ impl Error {
         matches!(self, Error::Conflict { .. })
     }
 }
+#[cfg(test)]
+mod size {
+    /// `Result<T, Error>` is what every visitor closure returns: past 128 bytes, clippy's
+    /// `result_large_err` fires in the users' code.
+    #[test]
+    fn errors_stay_small() {
+        assert!(std::mem::size_of::<crate::Error>() < 128);
+        assert!(std::mem::size_of::<crate::event::EventDecodeError>() <= 40);
+    }
+}

@@ -139,6 +139,8 @@ impl<E> Iterator for DecodedIter<E> {
 }
 
 /// Why a stored payload did not decode into a [`DomainEvent`].
+///
+/// Names are boxed `str`s so that the error, and every `Result` carrying it, stays small.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EventDecodeError {
@@ -146,7 +148,7 @@ pub enum EventDecodeError {
     #[error("unknown event type `{event_type}`, expected one of {expected:?}")]
     UnknownType {
         /// The stored name.
-        event_type: String,
+        event_type: Box<str>,
         /// The names the enum knows.
         expected: &'static [&'static str],
     },
@@ -156,7 +158,7 @@ pub enum EventDecodeError {
     )]
     NewerVersion {
         /// The stored name.
-        event_type: String,
+        event_type: Box<str>,
         /// The stored version.
         stored: u32,
         /// The variant's version in this code.
@@ -166,7 +168,7 @@ pub enum EventDecodeError {
     #[error("upcasting event `{event_type}` from version {from_version} failed: {source}")]
     Upcast {
         /// The stored name.
-        event_type: String,
+        event_type: Box<str>,
         /// The version of the step that failed.
         from_version: u32,
         /// What the upcaster said.
@@ -178,7 +180,7 @@ pub enum EventDecodeError {
     )]
     NotOne {
         /// The stored name.
-        event_type: String,
+        event_type: Box<str>,
         /// How many events it stands for.
         count: usize,
     },

@@ -173,7 +173,7 @@ pub fn upcast_event_step<U: EventUpcaster>(
     step: &U,
 ) -> Result<Values, EventDecodeError> {
     let failed = |source| EventDecodeError::Upcast {
-        event_type: event_type.to_owned(),
+        event_type: event_type.into(),
         from_version,
         source,
     };
@@ -215,7 +215,7 @@ pub fn upcast_typed<T, U: UpcastFrom<T>>(value: T) -> U {
 /// An event stored by newer code.
 pub fn newer_event(event_type: &str, stored: u32, current: u32) -> EventDecodeError {
     EventDecodeError::NewerVersion {
-        event_type: event_type.to_owned(),
+        event_type: event_type.into(),
         stored,
         current,
     }
@@ -224,7 +224,7 @@ pub fn newer_event(event_type: &str, stored: u32, current: u32) -> EventDecodeEr
 /// An event stored at a version below the first step of its chain (version 0).
 pub fn below_chain(event_type: &str, stored: u32) -> EventDecodeError {
     EventDecodeError::Upcast {
-        event_type: event_type.to_owned(),
+        event_type: event_type.into(),
         from_version: stored,
         source: format!("no upcast step reads version {stored}; versions start at 1").into(),
     }
@@ -234,7 +234,7 @@ pub fn below_chain(event_type: &str, stored: u32) -> EventDecodeError {
 pub fn exactly_one<E>(event_type: &str, decoded: Decoded<E>) -> Result<E, EventDecodeError> {
     let count = decoded.len();
     decoded.into_one().ok_or_else(|| EventDecodeError::NotOne {
-        event_type: event_type.to_owned(),
+        event_type: event_type.into(),
         count,
     })
 }
@@ -270,8 +270,11 @@ pub fn snapshot_typed<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, B
 
 /// `#[snapshot(keep = N)]`.
 pub fn keep_snapshots(policy: SnapshotPolicy, keep: u32) -> SnapshotPolicy {
-    let _ = keep;
-    policy
+    // The derive refuses `keep = 0`.
+    match std::num::NonZeroU32::new(keep) {
+        Some(keep) => policy.with_keep(keep),
+        None => policy,
+    }
 }
 
 #[cfg(test)]

@@ -154,7 +154,7 @@ fn upcast_snapshot(chain: &Chain, current: u32) -> TokenStream {
             __eventsource_schema: u32,
             __eventsource_json: &str,
         ) -> ::core::option::Option<#p::Result<Self, #p::BoxError>> {
-            if __eventsource_schema < #first || __eventsource_schema >= #current {
+            if !(#first..#current).contains(&__eventsource_schema) {
                 return ::core::option::Option::None;
             }
             #body

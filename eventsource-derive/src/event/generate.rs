@@ -93,7 +93,7 @@ pub fn generate(e: &EventEnum<'_>) -> TokenStream {
                         #(#arms)*
                         __eventsource_other => #p::Result::Err(
                             #p::EventDecodeError::UnknownType {
-                                event_type: ::std::string::ToString::to_string(__eventsource_other),
+                                event_type: ::core::convert::From::from(__eventsource_other),
                                 expected: <Self as #p::DomainEvent>::EVENT_TYPES,
                             },
                         ),

@@ -310,15 +310,16 @@ impl<A: Aggregate> AggregateRepository<A> {
                 if e.version > version {
                     return Ok(());
                 }
-                let events = A::Event::decode(e.event_type, e.event_version, e.payload)
-                    .map_err(|source| Error::EventDecode {
+                let events = A::Event::decode(e.event_type, e.event_version, e.payload).map_err(
+                    |source| Error::EventDecode {
                         aggregate_type: A::TYPE.to_owned(),
                         aggregate_id: id,
                         version: e.version,
                         event_type: e.event_type.to_owned(),
                         event_version: e.event_version,
                         source,
-                    })?;
+                    },
+                )?;
                 root.apply_stored(e.version, events)
             })
             .await?;

@@ -274,7 +274,7 @@ pub async fn failing_event_upcasts_are_typed_errors(
                     ..
                 },
             ..
-        }) if event_type == "LineAdded" => {}
+        }) if &**event_type == "LineAdded" => {}
         other => panic!("a failing upcast step is Error::EventDecode(Upcast), got {other:?}"),
     }
 

@@ -161,6 +161,8 @@ fn main() {
     let old = Order::upcast_snapshot(1, r#"{"n":4}"#).unwrap().unwrap();
     assert_eq!(old, Order { lines: 4, paid: 0 });
     assert!(Order::upcast_snapshot(2, "{}").is_none());
+    assert_eq!(Order::snapshot_policy().keep.get(), 3);
+    assert_eq!(Order::snapshot_policy().to_string(), "sync: every 10 events, keeping 3");
 
     let tally = Tally::upcast_snapshot(2, &json!({"n": 7}).to_string()).unwrap().unwrap();
     assert_eq!(tally.count, 7);
