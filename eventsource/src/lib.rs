@@ -109,6 +109,7 @@ pub mod event;
 pub mod feed;
 mod load;
 pub mod memory;
+pub mod metrics;
 pub mod migrations;
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
@@ -161,10 +162,21 @@ pub use async_trait::async_trait;
 /// Derives [`DomainEvent`] for an enum of newtype variants, one per event type.
 ///
 /// Each variant `Created(OrderCreated)` is stored with event type `"OrderCreated"` (the
-/// inner type's name) and version 1, unless `#[event(name = "...", version = N)]` says
-/// otherwise. Also generates `From<Inner>` for the enum (for each inner type that only
-/// one variant wraps: with two, `record` could not tell which variant was meant) and
-/// the [`Dispatch`] impl that routes each variant to the aggregate's [`Apply`] impl.
+/// inner type's name) and version 1, unless `#[event(...)]` says otherwise. Also
+/// generates `From<Inner>` for the enum and the [`Dispatch`] impl that routes each
+/// variant to the aggregate's [`Apply`] impl; so each variant wraps a type of its own
+/// (two variants of one type would reach one `Apply` impl, which could not tell them
+/// apart: a compile error).
+///
+/// # `#[event(...)]`
+///
+/// | Key | Example | Meaning |
+/// |---|---|---|
+/// | `name` | `name = "order.created"` | the stored event type (default: the inner type's name) |
+/// | `version` | `version = 3` | the current version of the payload's shape (default 1) |
+/// | `upcast` | `upcast(1 => v1_to_v2, 2 => v2_to_v3)` | JSON steps from each older stored version; see [`upcast`] |
+/// | `upcast_from` | `upcast_from(1 => ItemV1, 2 => ItemV2)` | the typed chain: older versions as structs joined by `From` |
+/// | `aliases` | `aliases("OrderPlaced")` | earlier stored names, still decoded as this variant |
 pub use eventsource_derive::DomainEvent;
 
 /// Derives [`Aggregate`] for a state type: a struct of any shape, or an enum.
@@ -190,6 +202,9 @@ pub use eventsource_derive::DomainEvent;
 /// | `strategy` | `strategy = my_strategy()` | any expression of a type implementing [`SnapshotStrategy`] |
 /// | `never` | `never` | [`Never`](snapshot::Never): no automatic snapshot |
 /// | `timeout` | `timeout = "500ms"` | bound on each snapshot read and write ([`SnapshotPolicy::timeout`]; default 2 s) |
+/// | `keep` | `keep = 10` | snapshots kept per aggregate, newest first ([`SnapshotPolicy::keep`]; default 1), for [`load_at`](AggregateRepository::load_at) |
+/// | `upcast` | `upcast(1 => order_v1_to_v2)` | JSON steps bringing older snapshots to `schema_version` instead of replaying; see [`upcast`] |
+/// | `upcast_from` | `upcast_from(1 => OrderV1)` | the typed form: older states as structs joined by `From` |
 ///
 /// Top-level triggers combine with "or". Mistakes (an unknown key, a zero threshold, a
 /// bad duration, an event the enum does not have, a trigger with `mode = "manual"`, ...)

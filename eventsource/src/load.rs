@@ -9,6 +9,7 @@ use uuid::Uuid;
 use crate::aggregate::Aggregate;
 use crate::error::{Error, Result};
 use crate::event::{DomainEvent, StreamEvent};
+use crate::metrics::SnapshotMiss;
 use crate::root::AggregateRoot;
 use crate::snapshot::{Snapshot, SnapshotStore};
 use crate::store::{EventStore, LoadVisitor};
@@ -20,6 +21,8 @@ pub(crate) struct Loader<A: Aggregate> {
     applied: u64,
     snapshot: Option<(u64, DateTime<Utc>)>,
     snapshot_timeout: Duration,
+    /// Why the snapshot lookup gave nothing usable.
+    miss: Option<SnapshotMiss>,
 }
 
 /// Where a snapshot-anchored read stands.
@@ -49,6 +52,7 @@ impl<A: Aggregate> Loader<A> {
             applied: 0,
             snapshot: None,
             snapshot_timeout,
+            miss: None,
         }
     }
 
@@ -67,6 +71,8 @@ impl<A: Aggregate> Loader<A> {
                     history.snapshot_version = Some(version);
                     history.snapshot_at = Some(at);
                     history.loaded_from_snapshot = true;
+                } else {
+                    history.snapshot_miss = self.miss;
                 }
                 Ok(Loaded::Root(root))
             }
@@ -80,11 +86,13 @@ impl<A: Aggregate> Loader<A> {
             tracing::warn!(aggregate_type = A::TYPE, aggregate_id = %id,
                 snapshot_schema = snapshot.schema_version, expected_schema = A::SCHEMA_VERSION,
                 "snapshot was written by newer code (higher schema version); replaying all events");
+            self.miss = Some(SnapshotMiss::NewerSchema);
             return None;
         }
         if snapshot.version == 0 {
             tracing::warn!(aggregate_type = A::TYPE, aggregate_id = %id,
                 "snapshot at version 0 is invalid; replaying all events");
+            self.miss = Some(SnapshotMiss::Undecodable);
             return None;
         }
         let restored = if snapshot.schema_version == A::SCHEMA_VERSION {
@@ -92,6 +100,7 @@ impl<A: Aggregate> Loader<A> {
                 tracing::warn!(aggregate_type = A::TYPE, aggregate_id = %id,
                     version = snapshot.version, %error,
                     "snapshot state does not decode; replaying all events");
+                SnapshotMiss::Undecodable
             })
         } else {
             match A::upcast_snapshot(snapshot.schema_version, &snapshot.state) {
@@ -99,14 +108,14 @@ impl<A: Aggregate> Loader<A> {
                     tracing::info!(aggregate_type = A::TYPE, aggregate_id = %id,
                         snapshot_schema = snapshot.schema_version, expected_schema = A::SCHEMA_VERSION,
                         "snapshot schema version mismatch and no upcaster for it; replaying all events");
-                    Err(())
+                    Err(SnapshotMiss::SchemaMismatch)
                 }
                 Some(Err(error)) => {
                     tracing::warn!(aggregate_type = A::TYPE, aggregate_id = %id,
                         version = snapshot.version, snapshot_schema = snapshot.schema_version,
                         expected_schema = A::SCHEMA_VERSION, %error,
                         "snapshot upcast failed; replaying all events");
-                    Err(())
+                    Err(SnapshotMiss::UpcastFailed)
                 }
                 Some(Ok(state)) => {
                     tracing::debug!(aggregate_type = A::TYPE, aggregate_id = %id,
@@ -116,7 +125,13 @@ impl<A: Aggregate> Loader<A> {
                 }
             }
         };
-        let state = restored.ok()?;
+        let state = match restored {
+            Ok(state) => state,
+            Err(miss) => {
+                self.miss = Some(miss);
+                return None;
+            }
+        };
         self.root = AggregateRoot::from_parts(id, snapshot.version, state);
         self.anchor = Anchor::Expected(snapshot.version);
         self.snapshot = Some((snapshot.version, snapshot.created_at));
@@ -128,8 +143,16 @@ impl<A: Aggregate> LoadVisitor for Loader<A> {
     fn snapshot(&mut self, found: Result<Option<Snapshot>>) -> u64 {
         match found {
             Ok(Some(snapshot)) => self.restore(snapshot).unwrap_or(1),
-            Ok(None) => 1,
+            Ok(None) => {
+                self.miss = Some(SnapshotMiss::NoneStored);
+                1
+            }
             Err(error) => {
+                self.miss = Some(match &error {
+                    Error::Timeout { .. } => SnapshotMiss::StoreTimeout,
+                    Error::CorruptRow { .. } => SnapshotMiss::Undecodable,
+                    _ => SnapshotMiss::StoreError,
+                });
                 tracing::warn!(aggregate_type = A::TYPE, aggregate_id = %self.root.id(), %error,
                     "snapshot store failed; replaying all events");
                 1

@@ -16,6 +16,7 @@ use crate::command::{Command, CommandError, CommandOptions, ConflictRetry, Execu
 use crate::error::{Error, Result};
 use crate::event::{DomainEvent, NewEvent};
 use crate::load::{Loaded, Loader, read_at};
+use crate::metrics::SnapshotMiss;
 use crate::root::AggregateRoot;
 use crate::snapshot::background::BackgroundWriter;
 use crate::snapshot::{
@@ -586,7 +587,9 @@ impl<A: Aggregate> AggregateRepository<A> {
 
     /// Loads the aggregate, or returns [`Error::NotFound`] if it has no events.
     pub async fn load(&self, id: Uuid) -> Result<AggregateRoot<A>> {
-        let root = self.load_or_create(id).await?;
+        let root = self.load_root(id).await;
+        self.record_load(&root);
+        let root = root?;
         if root.version() == 0 {
             return Err(Error::NotFound {
                 aggregate_type: A::TYPE.to_owned(),
@@ -598,6 +601,35 @@ impl<A: Aggregate> AggregateRepository<A> {
 
     /// Loads the aggregate, or returns a new one at version 0 if it has no events.
     pub async fn load_or_create(&self, id: Uuid) -> Result<AggregateRoot<A>> {
+        let root = self.load_root(id).await;
+        self.record_load(&root);
+        root
+    }
+
+    /// Reports a load to the [metrics](crate::metrics): its outcome, time and events
+    /// replayed, and, with a snapshot store, the snapshot hit or why it missed.
+    fn record_load(&self, loaded: &Result<AggregateRoot<A>>) {
+        match loaded {
+            Err(Error::NotFound { .. }) => crate::metrics::load(A::TYPE, "not_found"),
+            Err(_) => crate::metrics::load(A::TYPE, "error"),
+            Ok(root) if root.version() == 0 => crate::metrics::load(A::TYPE, "not_found"),
+            Ok(root) => {
+                let history = root.load_history();
+                crate::metrics::loaded(
+                    A::TYPE,
+                    history.load_time,
+                    history.events_replayed,
+                    history.loaded_from_snapshot,
+                );
+                if self.snapshots.is_some() && !history.loaded_from_snapshot {
+                    let miss = history.snapshot_miss.unwrap_or(SnapshotMiss::NoneStored);
+                    crate::metrics::snapshot_miss(A::TYPE, miss);
+                }
+            }
+        }
+    }
+
+    async fn load_root(&self, id: Uuid) -> Result<AggregateRoot<A>> {
         let span = tracing::info_span!(
             "eventsource.load",
             aggregate_type = A::TYPE,
@@ -609,6 +641,7 @@ impl<A: Aggregate> AggregateRepository<A> {
         async move {
             let started = Instant::now();
             let mut use_snapshot = true;
+            let mut ahead = false;
             let mut root = loop {
                 match self.read(id, use_snapshot).await? {
                     Loaded::Root(root) => break root,
@@ -629,10 +662,14 @@ impl<A: Aggregate> AggregateRepository<A> {
                             }
                         }
                         use_snapshot = false;
+                        ahead = true;
                     }
                 }
             };
             root.history_mut().load_time = started.elapsed();
+            if ahead {
+                root.history_mut().snapshot_miss = Some(SnapshotMiss::AheadOfStream);
+            }
             let span = Span::current();
             span.record("version", root.version());
             span.record("snapshot_used", root.load_history().loaded_from_snapshot);
@@ -693,6 +730,12 @@ impl<A: Aggregate> AggregateRepository<A> {
     /// # }
     /// ```
     pub async fn load_at(&self, id: Uuid, version: u64) -> Result<AggregateRoot<A>> {
+        let root = self.load_root_at(id, version).await;
+        self.record_load(&root);
+        root
+    }
+
+    async fn load_root_at(&self, id: Uuid, version: u64) -> Result<AggregateRoot<A>> {
         if version == 0 {
             return Err(Error::invalid(
                 "version",
@@ -713,6 +756,7 @@ impl<A: Aggregate> AggregateRepository<A> {
         async move {
             let started = Instant::now();
             let mut snapshots = self.snapshots.as_deref();
+            let mut ahead = false;
             let mut root = loop {
                 let read = read_at::<A>(
                     self.events.as_ref(),
@@ -728,9 +772,13 @@ impl<A: Aggregate> AggregateRepository<A> {
                             snapshot_version,
                             "snapshot is beyond the stream's last event; replaying the events");
                         snapshots = None;
+                        ahead = true;
                     }
                 }
             };
+            if ahead {
+                root.history_mut().snapshot_miss = Some(SnapshotMiss::AheadOfStream);
+            }
             match root.version() {
                 0 => {
                     return Err(Error::NotFound {
@@ -845,7 +893,8 @@ impl<A: Aggregate> AggregateRepository<A> {
             events = root.uncommitted().len(),
             snapshot = field::Empty,
         );
-        async move {
+        let started = Instant::now();
+        let saved = async move {
             let new_events = self.encode(root)?;
             let version = self
                 .events
@@ -870,7 +919,13 @@ impl<A: Aggregate> AggregateRepository<A> {
             Ok(())
         }
         .instrument(span)
-        .await
+        .await;
+        match &saved {
+            Ok(()) => crate::metrics::save(A::TYPE, "ok", Some(started.elapsed())),
+            Err(Error::Conflict { .. }) => crate::metrics::save(A::TYPE, "conflict", None),
+            Err(_) => crate::metrics::save(A::TYPE, "error", None),
+        }
+        saved
     }
 
     /// The events to append, each refused unless its payload decodes back: a NaN or an
@@ -944,7 +999,7 @@ impl<A: Aggregate> AggregateRepository<A> {
         let (version, created_at) = (snapshot.version, snapshot.created_at);
         let written = match &self.background {
             Some(background) => background.schedule(snapshot),
-            None => match self.write(store.as_ref(), &snapshot).await {
+            None => match self.write(store.as_ref(), &snapshot, "sync").await {
                 Ok(()) => true,
                 Err(error) => {
                     tracing::warn!(aggregate_type = A::TYPE, aggregate_id = %root.id(),
@@ -962,16 +1017,34 @@ impl<A: Aggregate> AggregateRepository<A> {
 
     /// Writes a snapshot within the policy's timeout (cancelled past it), keeping the
     /// policy's number of snapshots.
-    async fn write(&self, store: &dyn SnapshotStore, snapshot: &Snapshot) -> Result<()> {
+    /// `mode` is the metrics label: `sync` after a save, `manual` for `create_snapshot`.
+    async fn write(
+        &self,
+        store: &dyn SnapshotStore,
+        snapshot: &Snapshot,
+        mode: &'static str,
+    ) -> Result<()> {
         let limit = self.policy.timeout;
-        crate::time::within(limit, store.save_keeping(snapshot, self.policy.keep))
+        let started = Instant::now();
+        let written = crate::time::within(limit, store.save_keeping(snapshot, self.policy.keep))
             .await
-            .unwrap_or_else(|| Err(Error::timeout("writing the snapshot", limit)))
+            .unwrap_or_else(|| Err(Error::timeout("writing the snapshot", limit)));
+        match &written {
+            Ok(()) => crate::metrics::snapshot_written(
+                A::TYPE,
+                mode,
+                started.elapsed(),
+                snapshot.state.len(),
+            ),
+            Err(error) => crate::metrics::snapshot_write_failed(A::TYPE, error),
+        }
+        written
     }
 
     /// A state refused as a snapshot: an error in the log the first time for an
     /// aggregate, a debug line after that.
     fn report_refusal(&self, id: Uuid, error: &Error) {
+        crate::metrics::snapshot_write_failed(A::TYPE, error);
         let first = {
             let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
             refused.len() < MAX_REMEMBERED_REFUSALS && refused.insert(id)
@@ -1069,10 +1142,12 @@ impl<A: Aggregate> AggregateRepository<A> {
                 ),
             ));
         }
-        let snapshot = self.capture(root, (self.clock)())?;
+        let snapshot = self
+            .capture(root, (self.clock)())
+            .inspect_err(|e| crate::metrics::snapshot_write_failed(A::TYPE, e))?;
         let span = tracing::info_span!("eventsource.create_snapshot", aggregate_type = A::TYPE,
             aggregate_id = %root.id(), version = snapshot.version);
-        self.write(store.as_ref(), &snapshot)
+        self.write(store.as_ref(), &snapshot, "manual")
             .instrument(span)
             .await?;
         let history = root.history_mut();

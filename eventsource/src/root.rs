@@ -51,6 +51,9 @@ pub struct LoadHistory {
     pub events_replayed: u64,
     /// Time the last load took.
     pub load_time: Duration,
+    /// Why the last load did not start from a snapshot, when it asked a snapshot store
+    /// (the `reason` of the `eventsource_snapshot_misses_total` metric).
+    pub snapshot_miss: Option<crate::metrics::SnapshotMiss>,
 }
 
 impl<A: Aggregate> AggregateRoot<A> {

@@ -47,7 +47,7 @@ pub fn generate(input: &Input<'_>) -> TokenStream {
         .snapshot
         .as_ref()
         .and_then(Snapshot::chain)
-        .map(|chain| upcast_snapshot(chain, schema_version));
+        .map(|chain| upcast_snapshot(chain, schema_version, ident));
     let event_checks = input
         .snapshot
         .iter()
@@ -90,7 +90,7 @@ pub fn generate(input: &Input<'_>) -> TokenStream {
 
 /// `Aggregate::upcast_snapshot` from `upcast(...)` (steps on the JSON value) or
 /// `upcast_from(...)` (types joined by `From`).
-fn upcast_snapshot(chain: &Chain, current: u32) -> TokenStream {
+fn upcast_snapshot(chain: &Chain, current: u32, ident: &syn::Ident) -> TokenStream {
     let p = quote!(::eventsource::__private);
     let first = chain.first();
     let ordered = chain.ordered();
@@ -129,7 +129,7 @@ fn upcast_snapshot(chain: &Chain, current: u32) -> TokenStream {
                     Target::Type(t) => Some(quote!(#t)),
                     Target::Fn(_) => None,
                 })
-                .chain(std::iter::once(quote!(Self)))
+                .chain(std::iter::once(quote!(#ident)))
                 .map(|next| {
                     quote_spanned! {next.span()=>
                         let __eventsource_value: #next = ::eventsource::__private::upcast_typed(__eventsource_value);

@@ -69,6 +69,13 @@ impl InMemoryEventStore {
 
 #[async_trait]
 impl SubscriptionStore for InMemoryEventStore {
+    async fn events_after(&self, checkpoint: Checkpoint) -> Option<u64> {
+        crate::admin::AdminStore::feed_lag(self, checkpoint)
+            .await
+            .ok()
+            .map(|lag| lag.events)
+    }
+
     type Connection = ();
     type Transaction = MemoryTransaction;
 

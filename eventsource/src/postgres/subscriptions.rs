@@ -63,6 +63,13 @@ fn ttl_secs(ttl: Duration) -> f64 {
 
 #[async_trait]
 impl SubscriptionStore for PostgresEventStore {
+    async fn events_after(&self, checkpoint: Checkpoint) -> Option<u64> {
+        crate::admin::AdminStore::feed_lag(self, checkpoint)
+            .await
+            .ok()
+            .map(|lag| lag.events)
+    }
+
     type Connection = sqlx::PgConnection;
     type Transaction = sqlx::Transaction<'static, Postgres>;
 

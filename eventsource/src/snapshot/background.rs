@@ -59,21 +59,24 @@ impl BackgroundWriter {
             tracing::warn!(aggregate_type = %snapshot.aggregate_type,
                 aggregate_id = %snapshot.aggregate_id, version = snapshot.version,
                 "background snapshot skipped: no Tokio runtime to write it on");
+            crate::metrics::snapshot_write_failed_because(&snapshot.aggregate_type, "no_runtime");
             return false;
         };
         let id = snapshot.aggregate_id;
+        let aggregate_type = snapshot.aggregate_type.clone();
         let mut slots = self.inner.slots.lock().unwrap_or_else(|e| e.into_inner());
         match slots.get_mut(&id) {
             Some(next) => {
                 if next.replace(snapshot).is_none() {
-                    self.inner.pending.send_modify(|n| *n += 1);
+                    self.inner.queued(&aggregate_type, 1);
                 } else {
+                    crate::metrics::snapshot_coalesced(&aggregate_type);
                     tracing::debug!(aggregate_id = %id, "replaced a queued snapshot with a newer one");
                 }
             }
             None => {
                 slots.insert(id, Some(snapshot));
-                self.inner.pending.send_modify(|n| *n += 1);
+                self.inner.queued(&aggregate_type, 1);
                 let inner = Arc::clone(&self.inner);
                 handle.spawn(inner.run(id).instrument(
                     tracing::debug_span!("eventsource.background_snapshot", aggregate_id = %id),
@@ -99,6 +102,15 @@ impl BackgroundWriter {
 }
 
 impl Inner {
+    /// Counts `delta` snapshots in or out of the queue, and reports its depth.
+    fn queued(&self, aggregate_type: &str, delta: isize) {
+        // Reported before waiters are woken, so that they see the depth they waited for.
+        self.pending.send_modify(|n| {
+            *n = n.saturating_add_signed(delta);
+            crate::metrics::snapshot_queue(aggregate_type, *n);
+        });
+    }
+
     async fn run(self: Arc<Self>, id: Uuid) {
         loop {
             // The semaphore is never closed.
@@ -115,6 +127,7 @@ impl Inner {
                     }
                 }
             };
+            let started = std::time::Instant::now();
             let written =
                 crate::time::within(self.timeout, self.store.save_keeping(&next, self.keep))
                     .await
@@ -122,21 +135,32 @@ impl Inner {
                         Err(crate::Error::timeout("writing the snapshot", self.timeout))
                     });
             match written {
-                Ok(()) => tracing::debug!(
-                    aggregate_type = %next.aggregate_type,
-                    aggregate_id = %id,
-                    version = next.version,
-                    "background snapshot written"
-                ),
-                Err(error) => tracing::warn!(
-                    aggregate_type = %next.aggregate_type,
-                    aggregate_id = %id,
-                    version = next.version,
-                    %error,
-                    "background snapshot failed; loads replay from events until the next one"
-                ),
+                Ok(()) => {
+                    crate::metrics::snapshot_written(
+                        &next.aggregate_type,
+                        "background",
+                        started.elapsed(),
+                        next.state.len(),
+                    );
+                    tracing::debug!(
+                        aggregate_type = %next.aggregate_type,
+                        aggregate_id = %id,
+                        version = next.version,
+                        "background snapshot written"
+                    )
+                }
+                Err(error) => {
+                    crate::metrics::snapshot_write_failed(&next.aggregate_type, &error);
+                    tracing::warn!(
+                        aggregate_type = %next.aggregate_type,
+                        aggregate_id = %id,
+                        version = next.version,
+                        %error,
+                        "background snapshot failed; loads replay from events until the next one"
+                    )
+                }
             }
-            self.pending.send_modify(|n| *n -= 1);
+            self.queued(&next.aggregate_type, -1);
         }
     }
 }

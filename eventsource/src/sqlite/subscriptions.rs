@@ -68,6 +68,13 @@ fn now() -> String {
 
 #[async_trait]
 impl SubscriptionStore for SqliteEventStore {
+    async fn events_after(&self, checkpoint: Checkpoint) -> Option<u64> {
+        crate::admin::AdminStore::feed_lag(self, checkpoint)
+            .await
+            .ok()
+            .map(|lag| lag.events)
+    }
+
     type Connection = sqlx::SqliteConnection;
     type Transaction = sqlx::Transaction<'static, Sqlite>;
 

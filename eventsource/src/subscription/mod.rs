@@ -344,6 +344,14 @@ pub trait SubscriptionStore: EventStore + Clone + 'static {
         Wakeup::new(self.append_signal(), None)
     }
 
+    /// How many committed events follow `checkpoint` in the feed, for the
+    /// `eventsource_subscription_lag_events` metric; `None` (the default) when the store
+    /// cannot tell cheaply.
+    async fn events_after(&self, checkpoint: Checkpoint) -> Option<u64> {
+        let _ = checkpoint;
+        None
+    }
+
     /// What holds the feed back, for the stall warning (PostgreSQL names the oldest
     /// running transaction).
     async fn describe_horizon(&self) -> Option<String> {

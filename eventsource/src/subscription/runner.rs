@@ -36,6 +36,9 @@ pub struct Subscription<S> {
     owner: String,
 }
 
+/// How often a subscription that is catching up measures its lag in events.
+const LAG_PROBE_EVERY: Duration = Duration::from_secs(5);
+
 /// What a running subscription has done, as last reported.
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
@@ -600,6 +603,8 @@ impl<S: SubscriptionStore> Subscription<S> {
         let mut held_wait = Duration::from_millis(2);
         let mut pending: Option<(Uuid, crate::BoxError)> = None;
         let mut prefetched: Option<(Checkpoint, Result<crate::feed::FeedPage>)> = None;
+        // When the lag in events was last measured: at most every LAG_PROBE_EVERY.
+        let mut lag_probed: Option<Instant> = None;
         loop {
             if stop.requested() {
                 return Ok(());
@@ -678,6 +683,17 @@ impl<S: SubscriptionStore> Subscription<S> {
                     Batch::Committed(to) => {
                         stored = to;
                         read_at = to;
+                        if let Some(last) = mine.iter().rfind(|e| e.checkpoint <= to) {
+                            let age = chrono::Utc::now() - last.event.occurred_at;
+                            let seconds = age.num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6;
+                            crate::metrics::subscription_lag_seconds(&self.name, seconds);
+                        }
+                        if !at_end && lag_probed.is_none_or(|at| at.elapsed() >= LAG_PROBE_EVERY) {
+                            lag_probed = Some(Instant::now());
+                            if let Some(events) = self.store.events_after(to).await {
+                                crate::metrics::subscription_lag_events(&self.name, events);
+                            }
+                        }
                         if to != page.next {
                             // Only part of the page committed (a failure in it): the rest
                             // is read again.
@@ -712,6 +728,8 @@ impl<S: SubscriptionStore> Subscription<S> {
                 continue;
             }
             status.send_modify(|s| s.caught_up = true);
+            crate::metrics::subscription_lag_events(&self.name, 0);
+            crate::metrics::subscription_lag_seconds(&self.name, 0.0);
             match mode {
                 Mode::CatchUp => {
                     if page.held_back {
@@ -823,6 +841,7 @@ impl<S: SubscriptionStore> Subscription<S> {
                                 s.checkpoint = to;
                                 s.handled += end as u64;
                             });
+                            crate::metrics::subscription_handled(&self.name, end as u64);
                             Ok(Batch::Committed(to))
                         }
                         Ok(false) => Ok(Batch::Moved),
@@ -905,6 +924,7 @@ impl<S: SubscriptionStore> Subscription<S> {
                                 s.checkpoint = event.checkpoint;
                                 s.handled += 1;
                             });
+                            crate::metrics::subscription_handled(&self.name, 1);
                             Ok(Batch::Committed(event.checkpoint))
                         }
                         false => Ok(Batch::Moved),
@@ -959,6 +979,7 @@ impl<S: SubscriptionStore> Subscription<S> {
                     s.checkpoint = event.checkpoint;
                     s.parked += 1;
                 });
+                crate::metrics::subscription_parked(&self.name);
                 Ok(Batch::Committed(event.checkpoint))
             }
         }

@@ -14,6 +14,7 @@ static NOT_LOADED: LoadHistory = LoadHistory {
     loaded_from_snapshot: false,
     events_replayed: 0,
     load_time: Duration::ZERO,
+    snapshot_miss: None,
 };
 
 /// What a [`SnapshotStrategy`](super::SnapshotStrategy) knows when it decides, right
