@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 const EVENTS: u64 = 100_000;
-const ROUNDS: usize = 7;
+const ROUNDS: usize = 11;
 
 /// The current form of the event.
 #[derive(Clone, Debug, Serialize, Deserialize)]
