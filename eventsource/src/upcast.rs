@@ -64,7 +64,7 @@
 //! - A step is a function `fn(serde_json::Value) -> Result<T, E>`, where `T` is
 //!   [`serde_json::Value`] (one event), `Option<Value>` (none or one) or `Vec<Value>`
 //!   (any number: a stored event may stand for several today), and `E` converts into a
-//!   [`BoxError`](crate::BoxError) (`String`, `&str`, any error type).
+//!   [`BoxError`] (`String`, `&str`, any error type).
 //! - `upcast_from(1 => ItemAddedV1, 2 => ItemAddedV2)` is the typed form: version 1 is
 //!   read as `ItemAddedV1`, and `From` impls carry it on (`ItemAddedV2: From<ItemAddedV1>`,
 //!   `ItemAdded: From<ItemAddedV2>`). It skips the JSON tree and is the fastest chain.
