@@ -10,9 +10,9 @@
 //! never mix with the `_sqlx_migrations` history of the application's own migrations.
 //! Every statement is `CREATE ... IF NOT EXISTS`, or checks first what it changes:
 //! tables created by hand from [`schema`] are adopted, not recreated. (The SQLite
-//! migration that gives `snapshots` its history rebuilds that table, since SQLite cannot
-//! drop a constraint; on a table that already has the new constraint it rebuilds the
-//! same table, rows kept.)
+//! migrations that give `snapshots` its history and its compressed states rebuild that
+//! table, since SQLite cannot drop a constraint; on a table that already has the new
+//! layout they rebuild the same table, plain rows kept, compressed ones dropped.)
 //!
 //! Both functions are safe to run from several processes at once. On PostgreSQL, sqlx's
 //! migrator runs them under an advisory lock. On SQLite, where that migrator takes no
@@ -105,6 +105,8 @@ pub fn schema(table: Table, backend: Backend) -> &'static str {
             include_str!("../../migrations/postgres/20261202000004_snapshot_read_function.sql"),
             "\n",
             include_str!("../../migrations/postgres/20261202000008_snapshot_history.sql"),
+            "\n",
+            include_str!("../../migrations/postgres/20261202000009_snapshot_compression.sql"),
         ),
         (Backend::Sqlite, Table::Events) => concat!(
             include_str!("../../migrations/sqlite/20261123000001_create_events.sql"),
@@ -115,6 +117,8 @@ pub fn schema(table: Table, backend: Backend) -> &'static str {
             include_str!("../../migrations/sqlite/20261123000002_create_snapshots.sql"),
             "\n",
             include_str!("../../migrations/sqlite/20261202000005_snapshot_history.sql"),
+            "\n",
+            include_str!("../../migrations/sqlite/20261202000006_snapshot_compression.sql"),
         ),
     }
 }

@@ -227,6 +227,15 @@ impl<A: Aggregate> RepositoryBuilder<A> {
         self
     }
 
+    /// Store snapshot states longer than `bytes` of JSON compressed (replaces the
+    /// declared `#[snapshot(compress_over = ...)]`; `None`, the default, never
+    /// compresses). The PostgreSQL and SQLite stores compress with zstd; the in-memory
+    /// store ignores it. See [`SnapshotPolicy::compress_over`].
+    pub fn snapshot_compress_over(mut self, bytes: Option<usize>) -> Self {
+        self.policy.compress_over = bytes;
+        self
+    }
+
     /// The longest a snapshot read or write may take (replaces the declared
     /// `#[snapshot(timeout = ...)]`, default
     /// [`DEFAULT_SNAPSHOT_TIMEOUT`](crate::snapshot::DEFAULT_SNAPSHOT_TIMEOUT)). Past it
@@ -320,6 +329,7 @@ impl<A: Aggregate> AggregateRepository<A> {
                 max_background,
                 policy.timeout,
                 policy.keep,
+                policy.compress_over,
             )),
             _ => None,
         };
@@ -1026,7 +1036,8 @@ impl<A: Aggregate> AggregateRepository<A> {
     ) -> Result<()> {
         let limit = self.policy.timeout;
         let started = Instant::now();
-        let written = crate::time::within(limit, store.save_keeping(snapshot, self.policy.keep))
+        let save = store.save_compressing(snapshot, self.policy.keep, self.policy.compress_over);
+        let written = crate::time::within(limit, save)
             .await
             .unwrap_or_else(|| Err(Error::timeout("writing the snapshot", limit)));
         match &written {

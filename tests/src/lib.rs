@@ -222,6 +222,8 @@ macro_rules! conformance_tests {
             snapshot_delete_removes_every_version,
             snapshot_keep_concurrent_saves_keep_the_newest,
             snapshot_keep_concurrent_equal_versions_never_fail,
+            snapshot_compressed_round_trip,
+            snapshot_compressed_and_plain_coexist,
         );
         $crate::conformance_tests!(@both $fixture;
             read_aggregate,
@@ -229,6 +231,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@repository $fixture;
             repository_loads_from_snapshot,
             repository_snapshot_fallbacks,
+            repository_loads_compressed_snapshots,
             repository_background_snapshots,
             repository_manual_snapshot,
             repository_concurrent_saves,

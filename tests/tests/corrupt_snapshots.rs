@@ -74,8 +74,74 @@ fn big_array() -> String {
     s
 }
 
-fn postgres_cases() -> Vec<Case> {
+/// Hex of bytes, for `decode(.., 'hex')` and `unhex(..)`.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A zstd frame of `text`, with its content checksum, as the stores write it.
+fn frame(text: &[u8]) -> Vec<u8> {
+    let mut compressor = zstd::bulk::Compressor::new(3).expect("a compressor");
+    compressor.include_checksum(true).expect("checksum");
+    compressor.compress(text).expect("compress")
+}
+
+/// Compressed states that cannot be used, as `(name, hex of state_zstd)`: a reader
+/// that cannot decompress replays.
+fn compressed_cases() -> Vec<(&'static str, String)> {
+    let right_shape = br#"{"value":1,"applied":10,"pad":"0123456789abcdef0123456789abcdef"}"#;
+    let whole = frame(right_shape);
+    let mut flipped = whole.clone();
+    // A byte of the compressed content: the checksum no longer matches.
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x5a;
+    let mut garbage = Vec::with_capacity(1 << 20);
+    let mut x: u32 = 0x9e37_79b9;
+    while garbage.len() < 1 << 20 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        garbage.extend_from_slice(&x.to_le_bytes());
+    }
     vec![
+        ("state_zstd garbage", "deadbeef00112233".to_owned()),
+        ("state_zstd empty", String::new()),
+        ("state_zstd 1 MB of garbage", hex(&garbage)),
+        (
+            "state_zstd a truncated frame",
+            hex(&whole[..whole.len() / 2]),
+        ),
+        (
+            "state_zstd a frame without its checksum",
+            hex(&whole[..whole.len() - 4]),
+        ),
+        ("state_zstd a frame with a flipped byte", hex(&flipped)),
+        (
+            "state_zstd a zstd magic number alone",
+            hex(&[0x28, 0xb5, 0x2f, 0xfd]),
+        ),
+        (
+            "state_zstd a frame of the wrong shape",
+            hex(&frame(br#"{"value":"not a number","applied":true}"#)),
+        ),
+        (
+            "state_zstd a frame of invalid UTF-8",
+            hex(&frame(&[0xff, 0xfe, 0x7b, 0x7d])),
+        ),
+        ("state_zstd a frame of nothing", hex(&frame(b""))),
+        ("state_zstd a frame of JSON null", hex(&frame(b"null"))),
+        (
+            "state_zstd two frames, the second garbage",
+            hex(&[frame(right_shape), b"garbage!".to_vec()].concat()),
+        ),
+    ]
+}
+
+fn postgres_cases() -> Vec<Case> {
+    let compressed = compressed_cases().into_iter().map(|(name, frame)| {
+        case_with(name, "state = NULL, state_zstd = decode($3, 'hex')", frame)
+    });
+    let mut cases = vec![
         case(
             "state of the wrong shape",
             r#"state = '{"value":"not a number","applied":true}'"#,
@@ -160,11 +226,16 @@ fn postgres_cases() -> Vec<Case> {
             "aggregate_id of another aggregate",
             "aggregate_id = gen_random_uuid()",
         ),
-    ]
+    ];
+    cases.extend(compressed);
+    cases
 }
 
 fn sqlite_cases() -> Vec<Case> {
-    vec![
+    let compressed = compressed_cases()
+        .into_iter()
+        .map(|(name, frame)| case_with(name, "state = NULL, state_zstd = unhex(?3)", frame));
+    let mut cases = vec![
         case("state not JSON", "state = '{not json'"),
         case("state empty text", "state = ''"),
         case(
@@ -266,7 +337,9 @@ fn sqlite_cases() -> Vec<Case> {
             "aggregate_id without hyphens",
             "aggregate_id = replace(aggregate_id, '-', '')",
         ),
-    ]
+    ];
+    cases.extend(compressed);
+    cases
 }
 
 fn record(root: &mut AggregateRoot<Tally>) {

@@ -79,7 +79,7 @@ async fn migrations_are_idempotent_and_keep_their_own_history() {
     .fetch_one(store.pool())
     .await
     .expect("count applied migrations");
-    assert_eq!(applied, 8);
+    assert_eq!(applied, 9);
     store.close().await;
 }
 

@@ -481,7 +481,7 @@ async fn migrate_old_database(pool: PgPool) {
     .fetch_one(&pool)
     .await
     .expect("count applied migrations");
-    assert_eq!(applied, 8, "every migration is recorded");
+    assert_eq!(applied, 9, "every migration is recorded");
 
     let store = PostgresEventStore::new(pool);
     let old = store.load_stream(&ty, a, 1).await.expect("read a stream");

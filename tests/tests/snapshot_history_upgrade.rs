@@ -164,7 +164,7 @@ async fn upgrade_postgres(url: String) {
     .fetch_one(&pool)
     .await
     .expect("count applied migrations");
-    assert_eq!(applied, 8, "every migration is recorded once");
+    assert_eq!(applied, 9, "every migration is recorded once");
     let constraints: Vec<String> = sqlx::query_scalar(
         "SELECT conname::text FROM pg_constraint WHERE conrelid = 'snapshots'::regclass \
          AND contype = 'u' ORDER BY conname",

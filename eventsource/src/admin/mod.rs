@@ -154,7 +154,8 @@ pub struct SnapshotSize {
     pub version: u64,
     /// Its schema version.
     pub schema_version: u32,
-    /// The bytes of its state's JSON text.
+    /// The bytes its state takes in the store: the JSON text, or the zstd frame of a
+    /// compressed state.
     pub bytes: u64,
 }
 

@@ -152,7 +152,7 @@ impl AdminStore for PostgresEventStore {
         let largest = sqlx::query(
             "SELECT aggregate_id, version, schema_version, bytes FROM (\
                SELECT DISTINCT ON (s.aggregate_id) s.aggregate_id, s.version, s.schema_version, \
-                 octet_length(s.state::text)::bigint AS bytes \
+                 COALESCE(octet_length(s.state::text), octet_length(s.state_zstd))::bigint AS bytes \
                FROM snapshots s WHERE s.aggregate_type = $1 \
                ORDER BY s.aggregate_id, s.version DESC) t \
              ORDER BY bytes DESC, aggregate_id LIMIT $2",

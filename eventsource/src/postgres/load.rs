@@ -28,7 +28,7 @@ const LOAD_STREAM_SQL: &str = "SELECT version, event_type, event_version, payloa
 
 /// One row per event from the snapshot's version on (or from 1) up to `$4`, in version
 /// order, with the columns [`stream_event`] reads, then the snapshot's (all `NULL`
-/// without one). The state is sent once, on the first row. Without events from there,
+/// without one). The state (plain or compressed) is sent once, on the first row. Without events from there,
 /// one row whose event columns are `NULL`. `$snapshot` is the function the snapshot comes
 /// through, which bounds its wait for a lock on `snapshots` by `$3`.
 macro_rules! snapshot_and_tail_sql {
@@ -37,7 +37,8 @@ macro_rules! snapshot_and_tail_sql {
             "SELECT e.version, e.event_type, e.event_version, \
              e.payload, s.version, s.schema_version, \
              CASE WHEN e.version IS NULL OR e.version = s.version THEN s.state END, \
-             s.created_at \
+             s.created_at, \
+             CASE WHEN e.version IS NULL OR e.version = s.version THEN s.state_zstd END \
              FROM (SELECT 1) AS one \
              LEFT JOIN ",
             $snapshot,
@@ -52,7 +53,8 @@ macro_rules! snapshot_and_tail_sql {
 }
 
 /// A load: the aggregate's newest snapshot, through `eventsource_snapshot` (migration 4;
-/// migration 8 makes it pick the highest version), and the events after it.
+/// migration 8 makes it pick the highest version, migration 9 adds the compressed
+/// state), and the events after it.
 const SNAPSHOT_AND_TAIL_SQL: &str = snapshot_and_tail_sql!("eventsource_snapshot($1, $2, $3)");
 
 /// A load at version `$4`: the newest snapshot at or below it, through

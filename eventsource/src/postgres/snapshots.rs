@@ -9,7 +9,11 @@
 //! Each call runs in a transaction with a `lock_timeout` (the snapshot timeout by
 //! default, [`PostgresSnapshotStore::with_lock_timeout`]): a lock on the table fails
 //! the call on the server, which frees its connection, instead of holding it until the
-//! lock is released. Each runs on a [`Guarded`] connection too: a call cancelled by the
+//! lock is released. A state longer than the policy's
+//! [`compress_over`](crate::SnapshotPolicy::compress_over) is stored as a zstd frame in
+//! `state_zstd` (`bytea`) with `state` `NULL`, when that makes it smaller; PostgreSQL
+//! already compresses large `json` values itself (TOAST, pglz), so measure before
+//! choosing a threshold (docs/BENCHMARKS.md). Each runs on a [`Guarded`] connection too: a call cancelled by the
 //! repository's timeout closes its connection instead of handing the pool a busy one.
 //! That is four short statements for a snapshot write, which happens once every many
 //! saves (the write itself, pruning included, is one); loads with both stores on one
@@ -27,6 +31,7 @@ use uuid::Uuid;
 
 use super::pool::timestamp;
 use crate::error::{Error, Result};
+use crate::snapshot::compression;
 use crate::snapshot::{DEFAULT_SNAPSHOT_TIMEOUT, Snapshot, SnapshotBound, SnapshotStore};
 use crate::store::checks;
 use crate::store::guard::Guarded;
@@ -116,18 +121,27 @@ impl PostgresSnapshotStore {
         Ok(())
     }
 
-    /// One snapshot write statement (`sql` binds the snapshot's columns as `$1` to `$6`
-    /// and `keep` as `$7` if it uses it), in a transaction of [`begin`](Self::begin).
-    async fn write(&self, sql: &'static str, snapshot: &Snapshot, keep: NonZeroU32) -> Result<()> {
+    /// One snapshot write statement (`sql` binds the snapshot's columns as `$1` to `$7`,
+    /// `$5` the plain state or `NULL`, `$7` the compressed one or `NULL`, and `keep` as
+    /// `$8` if it uses it), in a transaction of [`begin`](Self::begin).
+    async fn write(
+        &self,
+        sql: &'static str,
+        snapshot: &Snapshot,
+        compressed: Option<&[u8]>,
+        keep: NonZeroU32,
+    ) -> Result<()> {
         let version = checks::to_i64("version", snapshot.version)?;
         let schema_version = checks::to_i32("schema_version", snapshot.schema_version)?;
+        let plain = compressed.is_none().then_some(snapshot.state.as_str());
         let mut query = sqlx::query(sql)
             .bind(snapshot.aggregate_id)
             .bind(snapshot.aggregate_type.as_str())
             .bind(version)
             .bind(schema_version)
-            .bind(snapshot.state.as_str())
-            .bind(snapshot.created_at);
+            .bind(plain)
+            .bind(snapshot.created_at)
+            .bind(compressed);
         if sql == SAVE_SQL {
             query = query.bind(i64::from(keep.get()));
         }
@@ -163,9 +177,10 @@ pub(super) fn lock_timeout(limit: Duration) -> String {
     format!("{}ms", limit.as_millis().max(1))
 }
 
-/// The snapshot in the four columns from `at` on (version, schema version, state,
-/// created at), `None` when the version is `NULL` (no snapshot row was joined). The
-/// columns are the store's own, so every value is checked, never trusted.
+/// The snapshot in the five columns from `at` on (version, schema version, state,
+/// created at, compressed state), `None` when the version is `NULL` (no snapshot row was
+/// joined). The columns are the store's own, so every value is checked, never trusted:
+/// a compressed state that does not decompress is a corrupt row.
 pub(super) fn snapshot_columns(
     row: &PgRow,
     at: usize,
@@ -189,11 +204,15 @@ pub(super) fn snapshot_columns(
     let schema_version: i32 = row
         .try_get(at + 1)
         .map_err(|e| corrupt(format!("column schema_version: {e}")))?;
-    let state: String = row
+    let state: Option<String> = row
         .try_get(at + 2)
         .map_err(|e| corrupt(format!("column state: {e}")))?;
     let created_at =
         timestamp(row, at + 3).map_err(|e| corrupt(format!("column created_at: {e}")))?;
+    let state_zstd: Option<Vec<u8>> = row
+        .try_get(at + 4)
+        .map_err(|e| corrupt(format!("column state_zstd: {e}")))?;
+    let state = compression::state_of(state, state_zstd).map_err(corrupt)?;
     Ok(Some(Snapshot {
         aggregate_id,
         aggregate_type: aggregate_type.to_owned(),
@@ -206,8 +225,8 @@ pub(super) fn snapshot_columns(
     }))
 }
 
-/// A snapshot write in one statement: `$7` is how many to keep. `lowest` is the lowest
-/// of the `$7` highest versions among the stored ones and the new one; the rows below it
+/// A snapshot write in one statement: `$8` is how many to keep. `lowest` is the lowest
+/// of the `$8` highest versions among the stored ones and the new one; the rows below it
 /// are deleted, and the new one is stored (an equal version replaced) unless it is below
 /// it. Every part reads the table as it was when the statement started: a row that a
 /// concurrent write commits meanwhile is not seen, and so never deleted; the newest
@@ -222,7 +241,7 @@ const SAVE_SQL: &str = "WITH lowest AS ( \
          SELECT min(version) AS version FROM ( \
              SELECT version FROM snapshots WHERE aggregate_id = $1 AND aggregate_type = $2 \
              UNION SELECT $3::bigint \
-             ORDER BY version DESC LIMIT $7 \
+             ORDER BY version DESC LIMIT $8 \
          ) AS kept \
      ), doomed AS ( \
          SELECT id FROM snapshots WHERE aggregate_id = $1 AND aggregate_type = $2 \
@@ -232,12 +251,12 @@ const SAVE_SQL: &str = "WITH lowest AS ( \
          DELETE FROM snapshots WHERE id IN (SELECT id FROM doomed) RETURNING 1 \
      ) \
      INSERT INTO snapshots \
-     (aggregate_id, aggregate_type, version, schema_version, state, created_at) \
-     SELECT $1, $2, $3, $4, $5::json, $6 FROM lowest \
+     (aggregate_id, aggregate_type, version, schema_version, state, created_at, state_zstd) \
+     SELECT $1, $2, $3, $4, $5::json, $6, $7::bytea FROM lowest \
      WHERE $3 >= lowest.version AND (SELECT count(*) FROM pruned) >= 0 \
      ON CONFLICT (aggregate_id, aggregate_type, version) DO UPDATE SET \
      schema_version = EXCLUDED.schema_version, state = EXCLUDED.state, \
-     created_at = EXCLUDED.created_at";
+     created_at = EXCLUDED.created_at, state_zstd = EXCLUDED.state_zstd";
 
 /// The write with `keep = 1`, in one statement: the aggregate's newest row is rewritten
 /// in place when the new snapshot is not older (the write before the history was that
@@ -260,23 +279,23 @@ const SAVE_ONE_SQL: &str = "WITH newest AS ( \
          DELETE FROM snapshots WHERE id IN (SELECT id FROM doomed) RETURNING 1 \
      ), moved AS ( \
          UPDATE snapshots SET version = $3, schema_version = $4, state = $5::json, \
-         created_at = $6 \
+         created_at = $6, state_zstd = $7::bytea \
          WHERE id = (SELECT id FROM newest) AND version <= $3 \
          AND (SELECT count(*) FROM pruned) >= 0 \
          RETURNING 1 \
      ) \
      INSERT INTO snapshots \
-     (aggregate_id, aggregate_type, version, schema_version, state, created_at) \
-     SELECT $1, $2, $3, $4, $5::json, $6 \
+     (aggregate_id, aggregate_type, version, schema_version, state, created_at, state_zstd) \
+     SELECT $1, $2, $3, $4, $5::json, $6, $7::bytea \
      WHERE NOT EXISTS (SELECT 1 FROM newest) AND (SELECT count(*) FROM moved) >= 0 \
      ON CONFLICT (aggregate_id, aggregate_type, version) DO UPDATE SET \
      schema_version = EXCLUDED.schema_version, state = EXCLUDED.state, \
-     created_at = EXCLUDED.created_at";
+     created_at = EXCLUDED.created_at, state_zstd = EXCLUDED.state_zstd";
 
 /// The newest snapshot at or below `$3`, read through the `eventsource_snapshot_at`
-/// function (migration 8), which bounds its wait for a lock on `snapshots` by `$4`: one
+/// function (migration 8; migration 9 adds the compressed state), which bounds its wait for a lock on `snapshots` by `$4`: one
 /// statement, no transaction of its own.
-const GET_AT_SQL: &str = "SELECT version, schema_version, state, created_at \
+const GET_AT_SQL: &str = "SELECT version, schema_version, state, created_at, state_zstd \
      FROM eventsource_snapshot_at($1, $2, $3, $4)";
 
 #[async_trait]
@@ -286,23 +305,36 @@ impl SnapshotStore for PostgresSnapshotStore {
     }
 
     async fn save_keeping(&self, snapshot: &Snapshot, keep: NonZeroU32) -> Result<()> {
+        self.save_compressing(snapshot, keep, None).await
+    }
+
+    /// Compresses the state with zstd when it is longer than `compress_over` and that
+    /// makes it smaller (see the module docs); otherwise stores it as plain `json`.
+    async fn save_compressing(
+        &self,
+        snapshot: &Snapshot,
+        keep: NonZeroU32,
+        compress_over: Option<usize>,
+    ) -> Result<()> {
         checks::snapshot(snapshot)?;
+        let compressed = compression::compress(&snapshot.state, compress_over);
+        let compressed = compressed.as_deref();
         if keep == NonZeroU32::MIN {
-            match self.write(SAVE_ONE_SQL, snapshot, keep).await {
+            match self.write(SAVE_ONE_SQL, snapshot, compressed, keep).await {
                 // Another writer stored this version meanwhile: the general statement
                 // replaces it.
                 Err(Error::Backend { source }) if is_unique_violation(&*source) => {}
                 done => return done,
             }
         }
-        self.write(SAVE_SQL, snapshot, keep).await
+        self.write(SAVE_SQL, snapshot, compressed, keep).await
     }
 
     async fn get(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<Option<Snapshot>> {
         checks::name("aggregate_type", aggregate_type)?;
         let mut conn = self.begin().await?;
         let row = sqlx::query(
-            "SELECT version, schema_version, state::text, created_at FROM snapshots \
+            "SELECT version, schema_version, state::text, created_at, state_zstd FROM snapshots \
              WHERE aggregate_id = $1 AND aggregate_type = $2 \
              ORDER BY version DESC LIMIT 1",
         )

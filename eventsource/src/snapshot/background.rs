@@ -30,6 +30,8 @@ struct Inner {
     timeout: Duration,
     /// How many snapshots of each aggregate the store keeps.
     keep: NonZeroU32,
+    /// States longer than this are stored compressed.
+    compress_over: Option<usize>,
 }
 
 impl BackgroundWriter {
@@ -38,6 +40,7 @@ impl BackgroundWriter {
         max_concurrent: usize,
         timeout: Duration,
         keep: NonZeroU32,
+        compress_over: Option<usize>,
     ) -> Self {
         BackgroundWriter {
             inner: Arc::new(Inner {
@@ -47,6 +50,7 @@ impl BackgroundWriter {
                 permits: Semaphore::new(max_concurrent.max(1)),
                 timeout,
                 keep,
+                compress_over,
             }),
         }
     }
@@ -128,12 +132,14 @@ impl Inner {
                 }
             };
             let started = std::time::Instant::now();
-            let written =
-                crate::time::within(self.timeout, self.store.save_keeping(&next, self.keep))
-                    .await
-                    .unwrap_or_else(|| {
-                        Err(crate::Error::timeout("writing the snapshot", self.timeout))
-                    });
+            let save = self
+                .store
+                .save_compressing(&next, self.keep, self.compress_over);
+            let written = crate::time::within(self.timeout, save)
+                .await
+                .unwrap_or_else(|| {
+                    Err(crate::Error::timeout("writing the snapshot", self.timeout))
+                });
             match written {
                 Ok(()) => {
                     crate::metrics::snapshot_written(

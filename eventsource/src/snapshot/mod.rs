@@ -17,6 +17,8 @@ use uuid::Uuid;
 use crate::error::{Error, Result};
 
 pub(crate) mod background;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub(crate) mod compression;
 mod strategy;
 
 pub use strategy::{
@@ -97,6 +99,26 @@ pub trait SnapshotStore: Send + Sync + fmt::Debug {
     async fn save_keeping(&self, snapshot: &Snapshot, keep: NonZeroU32) -> Result<()> {
         let _ = keep;
         self.save(snapshot).await
+    }
+
+    /// [`save_keeping`](Self::save_keeping), storing the state compressed when its JSON
+    /// text is longer than `compress_over` bytes (the policy's
+    /// [`compress_over`](SnapshotPolicy::compress_over); `None` never compresses). The
+    /// snapshot read back is the same either way: compression is the store's business,
+    /// [`Snapshot::state`] is always the JSON text.
+    ///
+    /// The default ignores `compress_over` and calls `save_keeping`: a store that does
+    /// not compress stores every state as it is. The PostgreSQL and SQLite stores
+    /// compress with zstd (when that makes the state smaller); the in-memory store does
+    /// not compress.
+    async fn save_compressing(
+        &self,
+        snapshot: &Snapshot,
+        keep: NonZeroU32,
+        compress_over: Option<usize>,
+    ) -> Result<()> {
+        let _ = compress_over;
+        self.save_keeping(snapshot, keep).await
     }
 
     /// The newest snapshot of this aggregate, if any.
@@ -216,6 +238,11 @@ pub struct SnapshotPolicy {
     /// [`load_as_of`](crate::AggregateRepository::load_as_of) start from; a load always
     /// starts from the newest.
     pub keep: NonZeroU32,
+    /// States whose JSON text is longer than this many bytes are stored compressed
+    /// (declared with `#[snapshot(compress_over = "64KiB")]`, default `None`: never).
+    /// Passed to [`SnapshotStore::save_compressing`]; the PostgreSQL and SQLite stores
+    /// compress with zstd, the in-memory store ignores it.
+    pub compress_over: Option<usize>,
 }
 
 impl SnapshotPolicy {
@@ -226,7 +253,14 @@ impl SnapshotPolicy {
             mode,
             timeout: DEFAULT_SNAPSHOT_TIMEOUT,
             keep: NonZeroU32::MIN,
+            compress_over: None,
         }
+    }
+
+    /// The same policy, storing states longer than `bytes` compressed (`None`: never).
+    pub fn with_compress_over(mut self, bytes: Option<usize>) -> Self {
+        self.compress_over = bytes;
+        self
     }
 
     /// The same policy, keeping the `keep` newest snapshots of each aggregate.
@@ -245,7 +279,8 @@ impl SnapshotPolicy {
 impl fmt::Display for SnapshotPolicy {
     /// The mode, then the strategy: `background: every 100 events or 1h since last
     /// snapshot`. In manual mode the strategy is not applied, and says so. A `keep`
-    /// above 1 follows: `sync: every 100 events, keeping 3`.
+    /// above 1 follows: `sync: every 100 events, keeping 3`, then a compression
+    /// threshold: `sync: every 100 events, compressing states over 65536 bytes`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let strategy = self.strategy.to_string();
         match self.mode {
@@ -255,6 +290,9 @@ impl fmt::Display for SnapshotPolicy {
         }
         if self.keep > NonZeroU32::MIN {
             write!(f, ", keeping {}", self.keep)?;
+        }
+        if let Some(bytes) = self.compress_over {
+            write!(f, ", compressing states over {bytes} bytes")?;
         }
         Ok(())
     }

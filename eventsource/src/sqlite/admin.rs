@@ -34,7 +34,7 @@ const STREAMS: &str = "streams AS (\
 /// The snapshot of each aggregate of type `?1`: its row of highest version.
 const SNAPS: &str = "snaps AS (\
      SELECT s.aggregate_id, s.version, s.schema_version, \
-       length(CAST(s.state AS BLOB)) AS bytes \
+       COALESCE(length(CAST(s.state AS BLOB)), length(s.state_zstd)) AS bytes \
      FROM snapshots s WHERE s.aggregate_type = ?1 AND s.version = (\
        SELECT MAX(m.version) FROM snapshots m \
        WHERE m.aggregate_type = ?1 AND m.aggregate_id = s.aggregate_id))";

@@ -3,7 +3,9 @@
 //! The `snapshots` table is created by
 //! [`migrate_sqlite`](crate::migrations::migrate_sqlite). Ids and timestamps are stored
 //! as in the events table (hyphenated text, RFC 3339 with microseconds); the state is
-//! stored as the exact JSON text saved.
+//! stored as the exact JSON text saved, or, when it is longer than the policy's
+//! [`compress_over`](crate::SnapshotPolicy::compress_over) and zstd makes it smaller, as
+//! a zstd frame in `state_zstd` (`BLOB`) with `state` `NULL`.
 //!
 //! Writes run on a [`Guarded`] connection: a write cancelled by the repository's
 //! snapshot timeout while it waits for SQLite's write lock closes its connection
@@ -20,6 +22,7 @@ use uuid::Uuid;
 
 use super::pool::{format_timestamp, parse_timestamp};
 use crate::error::{Error, Result};
+use crate::snapshot::compression;
 use crate::snapshot::{Snapshot, SnapshotBound, SnapshotStore};
 use crate::store::checks;
 use crate::store::guard::Guarded;
@@ -88,12 +91,16 @@ fn decode(row: &SqliteRow, aggregate_type: &str, aggregate_id: Uuid) -> Result<S
     let schema_version: i64 = row
         .try_get(1)
         .map_err(|e| corrupt(format!("column schema_version: {e}")))?;
-    let state: String = row
+    let state: Option<String> = row
         .try_get(2)
         .map_err(|e| corrupt(format!("column state: {e}")))?;
     let created_at: &str = row
         .try_get(3)
         .map_err(|e| corrupt(format!("column created_at: {e}")))?;
+    let state_zstd: Option<Vec<u8>> = row
+        .try_get(4)
+        .map_err(|e| corrupt(format!("column state_zstd: {e}")))?;
+    let state = compression::state_of(state, state_zstd).map_err(corrupt)?;
     Ok(Snapshot {
         aggregate_id,
         aggregate_type: aggregate_type.to_owned(),
@@ -106,16 +113,16 @@ fn decode(row: &SqliteRow, aggregate_type: &str, aggregate_id: Uuid) -> Result<S
     })
 }
 
-/// Stores the snapshot unless `keep` newer ones of the aggregate are stored (an equal
-/// version is replaced).
+/// Stores the snapshot unless `?7` newer ones of the aggregate are stored (an equal
+/// version is replaced); `?5` is the plain state or `NULL`, `?8` the compressed one.
 const INSERT_SQL: &str = "INSERT INTO snapshots \
-     (aggregate_id, aggregate_type, version, schema_version, state, created_at) \
-     SELECT ?1, ?2, ?3, ?4, ?5, ?6 \
+     (aggregate_id, aggregate_type, version, schema_version, state, created_at, state_zstd) \
+     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?8 \
      WHERE (SELECT count(*) FROM snapshots \
             WHERE aggregate_id = ?1 AND aggregate_type = ?2 AND version > ?3) < ?7 \
      ON CONFLICT (aggregate_id, aggregate_type, version) DO UPDATE SET \
      schema_version = excluded.schema_version, state = excluded.state, \
-     created_at = excluded.created_at";
+     created_at = excluded.created_at, state_zstd = excluded.state_zstd";
 
 /// Deletes the aggregate's snapshots below its `?3 + 1` highest (none when it has fewer:
 /// the bound is then `NULL`).
@@ -125,7 +132,8 @@ const PRUNE_SQL: &str = "DELETE FROM snapshots \
          ORDER BY version DESC LIMIT 1 OFFSET ?3)";
 
 /// The columns [`decode`] reads, of the aggregate's newest snapshot at or below `?3`.
-const GET_SQL: &str = "SELECT version, schema_version, state, created_at FROM snapshots \
+const GET_SQL: &str = "SELECT version, schema_version, state, created_at, state_zstd \
+     FROM snapshots \
      WHERE aggregate_id = ?1 AND aggregate_type = ?2 AND version <= ?3 \
      ORDER BY version DESC LIMIT 1";
 
@@ -155,17 +163,20 @@ async fn insert_and_prune(
     conn: &mut sqlx::SqliteConnection,
     snapshot: &Snapshot,
     version: i64,
+    compressed: Option<&[u8]>,
     keep: NonZeroU32,
 ) -> std::result::Result<(), sqlx::Error> {
     let id = snapshot.aggregate_id.to_string();
+    let plain = compressed.is_none().then_some(snapshot.state.as_str());
     sqlx::query(INSERT_SQL)
         .bind(id.as_str())
         .bind(snapshot.aggregate_type.as_str())
         .bind(version)
         .bind(i64::from(snapshot.schema_version))
-        .bind(snapshot.state.as_str())
+        .bind(plain)
         .bind(format_timestamp(snapshot.created_at))
         .bind(i64::from(keep.get()))
+        .bind(compressed)
         .execute(&mut *conn)
         .await?;
     sqlx::query(PRUNE_SQL)
@@ -183,17 +194,30 @@ impl SnapshotStore for SqliteSnapshotStore {
         self.save_keeping(snapshot, NonZeroU32::MIN).await
     }
 
-    /// Inserts, then prunes, in one `BEGIN IMMEDIATE` transaction: writers take turns, so
-    /// the aggregate holds exactly the `keep` highest versions after each write.
     async fn save_keeping(&self, snapshot: &Snapshot, keep: NonZeroU32) -> Result<()> {
+        self.save_compressing(snapshot, keep, None).await
+    }
+
+    /// Inserts, then prunes, in one `BEGIN IMMEDIATE` transaction: writers take turns, so
+    /// the aggregate holds exactly the `keep` highest versions after each write. A state
+    /// longer than `compress_over` is stored compressed when zstd makes it smaller
+    /// (compressed before the transaction starts, so the write lock is held no longer).
+    async fn save_compressing(
+        &self,
+        snapshot: &Snapshot,
+        keep: NonZeroU32,
+        compress_over: Option<usize>,
+    ) -> Result<()> {
         checks::snapshot(snapshot)?;
         let version = checks::to_i64("version", snapshot.version)?;
+        let compressed = compression::compress(&snapshot.state, compress_over);
         let mut conn = Guarded::<Sqlite>::acquire(&self.pool).await?;
         if let Err(e) = sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await {
             conn.release();
             return Err(Error::backend(e));
         }
-        let done = insert_and_prune(&mut conn, snapshot, version, keep).await;
+        let done =
+            insert_and_prune(&mut conn, snapshot, version, compressed.as_deref(), keep).await;
         let end = if done.is_ok() { "COMMIT" } else { "ROLLBACK" };
         match sqlx::raw_sql(end).execute(&mut *conn).await {
             Ok(_) => conn.release(),

@@ -1,6 +1,7 @@
 //! The repository on top of each backend: snapshots used, every fallback, modes and
 //! optimistic concurrency, end to end through the real stores.
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -182,6 +183,62 @@ pub async fn repository_snapshot_fallbacks(
         tally.state().value,
         "the marked state was used"
     );
+}
+
+/// A snapshot stored compressed is used by `load` and `load_at` as a plain one is, and
+/// a repository with a compression threshold writes snapshots that its loads use.
+pub async fn repository_loads_compressed_snapshots(
+    events: Arc<dyn EventStore>,
+    snapshots: Arc<dyn SnapshotStore>,
+) {
+    let repo = AggregateRepository::<Tally>::builder(events.clone())
+        .snapshot_store(snapshots.clone())
+        .threshold(10)
+        .snapshot_compress_over(Some(0))
+        .build()
+        .expect("repository");
+    assert_eq!(repo.snapshot_policy().compress_over, Some(0));
+    let mut tally = repo.create_new(Uuid::new_v4());
+    record(&mut tally, 0, 30);
+    repo.save(&mut tally).await.expect("save");
+    let id = tally.id();
+    let loaded = repo.load(id).await.expect("load");
+    assert!(loaded.load_history().loaded_from_snapshot);
+    assert_eq!(loaded.state(), tally.state());
+
+    // A marked state, large enough to be stored compressed: its mark shows in the loads.
+    let pad = crate::conformance::snapshot_store::realistic_state(50_000, 1);
+    let marked = |version: u64, value: i64| Snapshot {
+        aggregate_id: id,
+        aggregate_type: Tally::TYPE.to_owned(),
+        version,
+        schema_version: 1,
+        state: format!(r#"{{"value":{value},"applied":{version},"pad":{pad}}}"#),
+        created_at: Utc::now(),
+    };
+    snapshots.delete(Tally::TYPE, id).await.expect("delete");
+    for (version, value) in [(20, 2_000_000), (29, 1_000_000)] {
+        snapshots
+            .save_compressing(&marked(version, value), NonZeroU32::MAX, Some(1024))
+            .await
+            .expect("save a compressed snapshot");
+    }
+    let loaded = repo
+        .load(id)
+        .await
+        .expect("load from the compressed snapshot");
+    assert!(loaded.load_history().loaded_from_snapshot);
+    assert_eq!(loaded.load_history().events_replayed, 1);
+    assert_eq!(loaded.state().applied, 30);
+    assert_ne!(
+        loaded.state().value,
+        tally.state().value,
+        "the marked state was used"
+    );
+    let at = repo.load_at(id, 25).await.expect("load_at");
+    assert!(at.load_history().loaded_from_snapshot);
+    assert_eq!(at.load_history().events_replayed, 5);
+    assert_eq!(at.state().applied, 25);
 }
 
 /// Background snapshots are written after `save` returns and are then used.

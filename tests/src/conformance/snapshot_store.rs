@@ -592,3 +592,155 @@ pub async fn snapshot_keep_concurrent_equal_versions_never_fail(store: Arc<dyn S
         );
     }
 }
+
+/// A state of realistic JSON of about `bytes` bytes: records of varied strings and
+/// numbers (not a repeated pattern), so that it compresses as real states do.
+pub fn realistic_state(bytes: usize, seed: u64) -> String {
+    const WORDS: [&str; 16] = [
+        "invoice",
+        "pending",
+        "shipped",
+        "Zürich",
+        "warehouse",
+        "refund",
+        "priority",
+        "customer",
+        "O'Brien",
+        "discount",
+        "backorder",
+        "express",
+        "Łódź",
+        "returned",
+        "gift",
+        "note",
+    ];
+    let mut rng = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+    let mut next = move || {
+        rng = rng
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        rng >> 33
+    };
+    let mut lines = Vec::new();
+    let mut len = 0;
+    while len < bytes {
+        let line = json!({
+            "sku": format!("{}-{:05}", WORDS[(next() % 16) as usize], next() % 100_000),
+            "qty": next() % 40,
+            "price": (next() % 1_000_000) as f64 / 100.0,
+            "status": WORDS[(next() % 16) as usize],
+            "tags": [WORDS[(next() % 16) as usize], WORDS[(next() % 16) as usize]],
+            "at": 1_764_000_000 + next() % 10_000_000,
+        });
+        len += line.to_string().len() + 1;
+        lines.push(line);
+    }
+    json!({"owner": format!("customer-{seed}"), "lines": lines}).to_string()
+}
+
+/// A snapshot of this aggregate at `version` with a realistic state of about `bytes`.
+fn sized(aggregate_type: &str, aggregate_id: Uuid, version: u64, bytes: usize) -> Snapshot {
+    Snapshot {
+        state: realistic_state(bytes, version),
+        ..snapshot(aggregate_type, aggregate_id, version, 1)
+    }
+}
+
+/// A state stored with a compression threshold comes back exactly as saved, above the
+/// threshold (compressed by a store that compresses) and below it (stored plain), by
+/// `get` and by `get_at`; `compress_over = None` never compresses.
+pub async fn snapshot_compressed_round_trip(store: Arc<dyn SnapshotStore>) {
+    let ty = unique_type("Compressed");
+    for (bytes, compress_over) in [
+        (100_000, Some(64 * 1024)),
+        (1_000, Some(64 * 1024)),
+        (20_000, Some(0)),
+        (20_000, None),
+        (2, Some(0)),
+    ] {
+        let id = Uuid::new_v4();
+        let mut saved = sized(&ty, id, 7, bytes);
+        if bytes == 2 {
+            saved.state = "{}".to_owned();
+        }
+        store
+            .save_compressing(&saved, NonZeroU32::MIN, compress_over)
+            .await
+            .expect("save_compressing");
+        let got = store.get(&ty, id).await.expect("get").expect("a snapshot");
+        assert_eq!(
+            got.state, saved.state,
+            "{bytes} bytes over {compress_over:?}"
+        );
+        assert_same(Some(got), &saved);
+        let at = store
+            .get_at(&ty, id, SnapshotBound::AtOrBelowVersion(7))
+            .await
+            .expect("get_at");
+        assert_same(at, &saved);
+    }
+}
+
+/// Compressed and plain snapshots of one aggregate live side by side in its history:
+/// each version reads back as saved, pruning keeps the newest whatever their encoding,
+/// and replacing a version (`keep = 1` rewrites the newest in place) switches its
+/// encoding both ways.
+pub async fn snapshot_compressed_and_plain_coexist(store: Arc<dyn SnapshotStore>) {
+    let ty = unique_type("Mixed");
+    let id = Uuid::new_v4();
+    let over = Some(16 * 1024);
+    // Odd versions large (compressed), even ones small (plain).
+    let saved: Vec<Snapshot> = (1..=5)
+        .map(|version| {
+            let bytes = if version % 2 == 1 { 50_000 } else { 500 };
+            sized(&ty, id, version, bytes)
+        })
+        .collect();
+    let at = |version: u64| &saved[version as usize - 1];
+    for snapshot in &saved {
+        store
+            .save_compressing(snapshot, keep(4), over)
+            .await
+            .expect("save_compressing");
+    }
+    assert_eq!(stored_versions(&*store, &ty, id).await, vec![5, 4, 3, 2]);
+    for version in 2..=5 {
+        let got = store
+            .get_at(&ty, id, SnapshotBound::AtOrBelowVersion(version))
+            .await
+            .expect("get_at");
+        assert_same(got, at(version));
+    }
+    // An equal version replaced by one of the other encoding, both ways.
+    let small_five = sized(&ty, id, 5, 500);
+    store
+        .save_compressing(&small_five, keep(4), over)
+        .await
+        .expect("replace 5 with a plain state");
+    assert_same(store.get(&ty, id).await.expect("get"), &small_five);
+    let large_four = sized(&ty, id, 4, 40_000);
+    store
+        .save_compressing(&large_four, keep(4), over)
+        .await
+        .expect("replace 4 with a compressed state");
+    let got = store
+        .get_at(&ty, id, SnapshotBound::AtOrBelowVersion(4))
+        .await
+        .expect("get_at");
+    assert_same(got, &large_four);
+    // keep = 1: the newest row rewritten in place, compressed, then plain again.
+    let large_six = sized(&ty, id, 6, 60_000);
+    store
+        .save_compressing(&large_six, keep(1), over)
+        .await
+        .expect("keep one, compressed");
+    assert_eq!(stored_versions(&*store, &ty, id).await, vec![6]);
+    assert_same(store.get(&ty, id).await.expect("get"), &large_six);
+    let small_seven = sized(&ty, id, 7, 300);
+    store
+        .save_compressing(&small_seven, keep(1), over)
+        .await
+        .expect("keep one, plain");
+    assert_eq!(stored_versions(&*store, &ty, id).await, vec![7]);
+    assert_same(store.get(&ty, id).await.expect("get"), &small_seven);
+}
