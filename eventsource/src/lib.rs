@@ -203,6 +203,7 @@ pub use eventsource_derive::DomainEvent;
 /// | `never` | `never` | [`Never`](snapshot::Never): no automatic snapshot |
 /// | `timeout` | `timeout = "500ms"` | bound on each snapshot read and write ([`SnapshotPolicy::timeout`]; default 2 s) |
 /// | `keep` | `keep = 10` | snapshots kept per aggregate, newest first ([`SnapshotPolicy::keep`]; default 1), for [`load_at`](AggregateRepository::load_at) |
+/// | `compress_over` | `compress_over = "64KiB"` | states whose JSON is longer are stored zstd-compressed by the PostgreSQL and SQLite stores ([`SnapshotPolicy::compress_over`]; default: never). Units `B`, `kB` or `KB` (1000), `KiB` (1024), `MB`, `MiB`; 1 B to 1 GiB. See docs/BENCHMARKS.md before choosing one |
 /// | `upcast` | `upcast(1 => order_v1_to_v2)` | JSON steps bringing older snapshots to `schema_version` instead of replaying; see [`upcast`] |
 /// | `upcast_from` | `upcast_from(1 => OrderV1)` | the typed form: older states as structs joined by `From` |
 ///

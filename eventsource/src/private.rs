@@ -277,6 +277,12 @@ pub fn keep_snapshots(policy: SnapshotPolicy, keep: u32) -> SnapshotPolicy {
     }
 }
 
+/// `#[snapshot(compress_over = "64KiB")]`, in bytes (the derive checks the size: 1 to
+/// 1 GiB, which fits a `usize` everywhere).
+pub fn compress_snapshots_over(policy: SnapshotPolicy, bytes: usize) -> SnapshotPolicy {
+    policy.with_compress_over(Some(bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

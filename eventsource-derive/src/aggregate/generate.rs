@@ -37,6 +37,13 @@ pub fn generate(input: &Input<'_>) -> TokenStream {
             }
             None => policy,
         };
+        let policy = match s.compress_over {
+            Some(bytes) => {
+                let bytes = proc_macro2::Literal::u64_unsuffixed(bytes);
+                quote!(#p::compress_snapshots_over(#policy, #bytes))
+            }
+            None => policy,
+        };
         quote! {
             fn snapshot_policy() -> #p::SnapshotPolicy {
                 #policy

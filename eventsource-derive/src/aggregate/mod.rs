@@ -41,6 +41,9 @@ pub struct Snapshot {
     pub triggers: Vec<Trigger>,
     /// `keep = N`: how many snapshots per aggregate are kept, with the span of `N`.
     pub keep: Option<(u64, Span)>,
+    /// `compress_over = "64KiB"`: states longer than this many bytes are stored
+    /// compressed.
+    pub compress_over: Option<u64>,
     /// `upcast(...)` or `upcast_from(...)`: how older states reach `schema_version`.
     pub upcast: Option<Chain>,
     pub upcast_from: Option<Chain>,

@@ -11,10 +11,11 @@ use crate::internals::attr::{self, Attr};
 use crate::internals::chain;
 use crate::internals::ctxt::Ctxt;
 use crate::internals::duration;
+use crate::internals::size;
 use crate::internals::symbol::{
-    AFTER, AGGREGATE, AGGREGATE_KEYS, ALL, ANY, EVENT, EVERY, KEEP, LOAD_SLOWER_THAN, MODE, NAME,
-    NEVER, ON, REPLAYED_OVER, SCHEMA_VERSION, SNAPSHOT, SNAPSHOT_KEYS, Symbol, THRESHOLD, TIMEOUT,
-    TOP_LEVEL_ONLY, TRIGGER_KEYS, UPCAST, UPCAST_FROM,
+    AFTER, AGGREGATE, AGGREGATE_KEYS, ALL, ANY, COMPRESS_OVER, EVENT, EVERY, KEEP,
+    LOAD_SLOWER_THAN, MODE, NAME, NEVER, ON, REPLAYED_OVER, SCHEMA_VERSION, SNAPSHOT,
+    SNAPSHOT_KEYS, Symbol, THRESHOLD, TIMEOUT, TOP_LEVEL_ONLY, TRIGGER_KEYS, UPCAST, UPCAST_FROM,
 };
 
 const ATTR: &str = "snapshot";
@@ -224,6 +225,7 @@ fn parse_snapshot(cx: &Ctxt, a: &syn::Attribute) -> Snapshot {
     let mut never = Attr::none(cx, ATTR, NEVER);
     let mut timeout = Attr::none(cx, ATTR, TIMEOUT);
     let mut keep = Attr::none(cx, ATTR, KEEP);
+    let mut compress_over = Attr::none(cx, ATTR, COMPRESS_OVER);
     let mut upcast = Attr::none(cx, ATTR, UPCAST);
     let mut upcast_from = Attr::none(cx, ATTR, UPCAST_FROM);
     let mut triggers = Triggers::new(cx, Level::Top);
@@ -243,6 +245,9 @@ fn parse_snapshot(cx: &Ctxt, a: &syn::Attribute) -> Snapshot {
                 MODE => parse_mode(meta).map(|m| mode.set(&meta.path, m)),
                 TIMEOUT => parse_duration(meta, TIMEOUT).map(|ms| timeout.set(&meta.path, ms)),
                 KEEP => parse_keep(meta).map(|k| keep.set(&meta.path, k)),
+                COMPRESS_OVER => {
+                    parse_size(meta, COMPRESS_OVER).map(|b| compress_over.set(&meta.path, b))
+                }
                 UPCAST => chain::parse(meta, UPCAST).map(|c| upcast.set(&meta.path, c)),
                 UPCAST_FROM => {
                     chain::parse(meta, UPCAST_FROM).map(|c| upcast_from.set(&meta.path, c))
@@ -275,6 +280,7 @@ fn parse_snapshot(cx: &Ctxt, a: &syn::Attribute) -> Snapshot {
         timeout: timeout.get(),
         triggers: triggers.list,
         keep: keep.get(),
+        compress_over: compress_over.get(),
         upcast: upcast.get(),
         upcast_from: upcast_from.get(),
     }
@@ -348,6 +354,26 @@ fn parse_duration(meta: &ParseNestedMeta<'_>, key: Symbol) -> syn::Result<u64> {
         Ok(ms) => Ok(ms),
         Err(message) => Err(syn::Error::new(lit.span(), message)),
     }
+}
+
+/// `key = "64KiB"`: a size in bytes, from 1 to 1 GiB.
+fn parse_size(meta: &ParseNestedMeta<'_>, key: Symbol) -> syn::Result<u64> {
+    let expr = attr::value_expr(meta)?;
+    let lit = match expr {
+        Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Str(s),
+            ..
+        }) => s,
+        other => {
+            return Err(syn::Error::new_spanned(
+                other,
+                format!(
+                    "expected a size string for `{key}`, e.g. `{key} = \"64KiB\"` (units: B, kB, KiB, MB, MiB)"
+                ),
+            ));
+        }
+    };
+    size::parse_bytes(&lit.value()).map_err(|message| syn::Error::new(lit.span(), message))
 }
 
 /// `on(EventName, "stored.name", ...)`.

@@ -22,6 +22,7 @@ pub const ALIASES: Symbol = Symbol("aliases");
 pub const UPCAST: Symbol = Symbol("upcast");
 pub const UPCAST_FROM: Symbol = Symbol("upcast_from");
 pub const KEEP: Symbol = Symbol("keep");
+pub const COMPRESS_OVER: Symbol = Symbol("compress_over");
 
 // Snapshot triggers.
 pub const EVERY: Symbol = Symbol("every");
@@ -53,6 +54,7 @@ pub const SNAPSHOT_KEYS: &[Symbol] = &[
     UPCAST,
     UPCAST_FROM,
     KEEP,
+    COMPRESS_OVER,
 ];
 /// Keys accepted inside `any(...)` and `all(...)`: the triggers.
 pub const TRIGGER_KEYS: &[Symbol] = &[
@@ -75,6 +77,7 @@ pub const TOP_LEVEL_ONLY: &[Symbol] = &[
     UPCAST,
     UPCAST_FROM,
     KEEP,
+    COMPRESS_OVER,
 ];
 /// Words a user may reach for, and the key that means it.
 pub const SYNONYMS: &[(&str, Symbol)] = &[
@@ -92,6 +95,9 @@ pub const SYNONYMS: &[(&str, Symbol)] = &[
     ("migrate", UPCAST),
     ("history", KEEP),
     ("retain", KEEP),
+    ("compress", COMPRESS_OVER),
+    ("compression", COMPRESS_OVER),
+    ("compress_above", COMPRESS_OVER),
 ];
 /// Keys accepted by `#[event(...)]`.
 pub const EVENT_KEYS: &[Symbol] = &[NAME, VERSION, ALIASES, UPCAST, UPCAST_FROM];

@@ -1,0 +1,10 @@
+// Sizes are whole numbers.
+use eventsource::Aggregate;
+use eventsource_ui_tests::OrderEvent;
+
+#[derive(Aggregate, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[aggregate(event = OrderEvent)]
+#[snapshot(schema_version = 1, every = 100, compress_over = "1.5MiB")]
+struct Order;
+
+fn main() {}
