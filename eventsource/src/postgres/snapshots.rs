@@ -12,8 +12,9 @@
 //! lock is released. A state longer than the policy's
 //! [`compress_over`](crate::SnapshotPolicy::compress_over) is stored as a zstd frame in
 //! `state_zstd` (`bytea`) with `state` `NULL`, when that makes it smaller; PostgreSQL
-//! already compresses large `json` values itself (TOAST, pglz), so measure before
-//! choosing a threshold (docs/BENCHMARKS.md). Each runs on a [`Guarded`] connection too: a call cancelled by the
+//! already compresses large `json` values itself (TOAST, pglz); zstd still stores a
+//! quarter fewer bytes and writes and loads states of 100 kB and more faster than pglz
+//! (docs/BENCHMARKS.md, "Snapshot compression"). Each runs on a [`Guarded`] connection too: a call cancelled by the
 //! repository's timeout closes its connection instead of handing the pool a busy one.
 //! That is four short statements for a snapshot write, which happens once every many
 //! saves (the write itself, pruning included, is one); loads with both stores on one
