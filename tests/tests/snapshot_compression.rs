@@ -141,3 +141,126 @@ async fn sqlite_stores_large_states_compressed_beside_plain_ones() {
     check(&rows);
     events.close().await;
 }
+
+/// A store of a third party that knows nothing of compression (no `save_compressing`),
+/// recording the thresholds the repository passes through the default method.
+#[derive(Debug, Default)]
+struct Recording {
+    inner: eventsource::InMemorySnapshotStore,
+    saves: std::sync::Mutex<usize>,
+}
+
+#[async_trait::async_trait]
+impl SnapshotStore for Recording {
+    async fn save(&self, snapshot: &Snapshot) -> eventsource::Result<()> {
+        *self.saves.lock().unwrap() += 1;
+        self.inner.save(snapshot).await
+    }
+
+    async fn get(&self, ty: &str, id: Uuid) -> eventsource::Result<Option<Snapshot>> {
+        self.inner.get(ty, id).await
+    }
+
+    async fn delete(&self, ty: &str, id: Uuid) -> eventsource::Result<bool> {
+        self.inner.delete(ty, id).await
+    }
+
+    async fn exists(&self, ty: &str, id: Uuid) -> eventsource::Result<bool> {
+        self.inner.exists(ty, id).await
+    }
+
+    async fn delete_by_type(&self, ty: &str, below: Option<u32>) -> eventsource::Result<u64> {
+        self.inner.delete_by_type(ty, below).await
+    }
+}
+
+/// Wraps a store, recording the `compress_over` of every write.
+#[derive(Debug)]
+struct Thresholds {
+    inner: Arc<dyn SnapshotStore>,
+    seen: std::sync::Mutex<Vec<Option<usize>>>,
+}
+
+#[async_trait::async_trait]
+impl SnapshotStore for Thresholds {
+    async fn save(&self, snapshot: &Snapshot) -> eventsource::Result<()> {
+        self.save_compressing(snapshot, NonZeroU32::MIN, None).await
+    }
+
+    async fn save_compressing(
+        &self,
+        snapshot: &Snapshot,
+        keep: NonZeroU32,
+        compress_over: Option<usize>,
+    ) -> eventsource::Result<()> {
+        self.seen.lock().unwrap().push(compress_over);
+        self.inner
+            .save_compressing(snapshot, keep, compress_over)
+            .await
+    }
+
+    async fn get(&self, ty: &str, id: Uuid) -> eventsource::Result<Option<Snapshot>> {
+        self.inner.get(ty, id).await
+    }
+
+    async fn delete(&self, ty: &str, id: Uuid) -> eventsource::Result<bool> {
+        self.inner.delete(ty, id).await
+    }
+
+    async fn exists(&self, ty: &str, id: Uuid) -> eventsource::Result<bool> {
+        self.inner.exists(ty, id).await
+    }
+
+    async fn delete_by_type(&self, ty: &str, below: Option<u32>) -> eventsource::Result<u64> {
+        self.inner.delete_by_type(ty, below).await
+    }
+}
+
+/// The repository passes its threshold to the store on every write path (a sync write
+/// after a save, the background writer, `create_snapshot`); a store without
+/// `save_compressing` gets its writes through `save`, uncompressed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_write_path_passes_the_threshold_and_plain_stores_still_work() {
+    use eventsource::prelude::*;
+    use eventsource_tests::conformance::repository::{Added, Tally};
+
+    let events: Arc<dyn EventStore> = Arc::new(eventsource::InMemoryEventStore::new());
+    let plain = Arc::new(Recording::default());
+    for mode in [
+        SnapshotMode::Sync,
+        SnapshotMode::Background,
+        SnapshotMode::Manual,
+    ] {
+        let store = Arc::new(Thresholds {
+            inner: plain.clone(),
+            seen: Default::default(),
+        });
+        let repo = AggregateRepository::<Tally>::builder(events.clone())
+            .snapshot_store(store.clone())
+            .threshold(2)
+            .mode(mode)
+            .snapshot_compress_over(Some(123))
+            .build()
+            .expect("repository");
+        let mut root = repo.create_new(Uuid::new_v4());
+        for n in 0..3 {
+            root.record(Added { n });
+        }
+        repo.save(&mut root).await.expect("save");
+        repo.await_pending_snapshots().await;
+        if mode == SnapshotMode::Manual {
+            repo.create_snapshot(&mut root)
+                .await
+                .expect("create_snapshot");
+        }
+        assert_eq!(*store.seen.lock().unwrap(), vec![Some(123)], "{mode}");
+        let loaded = repo.load(root.id()).await.expect("load");
+        assert!(loaded.load_history().loaded_from_snapshot, "{mode}");
+        assert_eq!(loaded.state(), root.state(), "{mode}");
+    }
+    assert_eq!(
+        *plain.saves.lock().unwrap(),
+        3,
+        "through the default, into save"
+    );
+}
