@@ -12,7 +12,10 @@
 //! tables created by hand from [`schema`] are adopted, not recreated. (The SQLite
 //! migrations that give `snapshots` its history and its compressed states rebuild that
 //! table, since SQLite cannot drop a constraint; on a table that already has the new
-//! layout they rebuild the same table, plain rows kept, compressed ones dropped.)
+//! layout they rebuild the same table, plain rows kept. A SQLite table created from
+//! [`schema`] is adopted only before it holds compressed snapshots: the history
+//! migration's copy refuses their `NULL` state. Delete them first
+//! (`DELETE FROM snapshots WHERE state IS NULL`; the loads replay).)
 //!
 //! Both functions are safe to run from several processes at once. On PostgreSQL, sqlx's
 //! migrator runs them under an advisory lock. On SQLite, where that migrator takes no
